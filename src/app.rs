@@ -1,0 +1,411 @@
+//! Wires the stages together: `run`, `check`, `migrate`.
+//!
+//! Shutdown order (SIGTERM/SIGINT, or `--drain-and-exit` once everything is through):
+//! 1. the source stops fetching; landing drains the channel and commits what it holds;
+//! 2. the relay finishes its round (unrelayed rows simply stay in the outbox);
+//! 3. consumers stop fetching; writers finish the batches in hand and store offsets.
+//!
+//! All of it must end within `runtime.shutdown_deadline`, else the process exits 1 (no data is
+//! lost either way: everything unacknowledged is re-read after a restart). A second signal
+//! exits at once with 130.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consume::{self, Progress};
+use crate::landing::{self, Landing, LandingInput};
+use crate::relay;
+use crate::sink::CassandraSink;
+use crate::source::{self, UserApiClient};
+use crate::supervise::{Health, Supervisor};
+use crate::telemetry::metrics::LatencyRecorder;
+use crate::telemetry::notify::Notifier;
+use crate::telemetry::{Metrics, http};
+use crate::kafka;
+
+/// Options of `pipeline run` that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop (gracefully) once the bounded source is done and everything reached Cassandra.
+    pub drain_and_exit: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Clean stop within the deadline.
+    Stopped,
+    /// A stage failed fatally.
+    Fatal(String),
+    /// The shutdown deadline passed.
+    DeadlineExceeded,
+}
+
+/// Counts and latency of a run, printed at exit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub elapsed_s: f64,
+    pub fetched: u64,
+    pub landed: u64,
+    pub relayed: u64,
+    pub consumed: u64,
+    pub written: u64,
+    pub dead_lettered: u64,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p99_ms: Option<u64>,
+    pub latency_max_ms: u64,
+    pub records_per_s: f64,
+}
+
+impl std::fmt::Display for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        writeln!(f, "pipeline run report ({:.1} s)", self.elapsed_s)?;
+        writeln!(f, "  fetched       {:>10}", self.fetched)?;
+        writeln!(f, "  landed        {:>10}", self.landed)?;
+        writeln!(f, "  relayed       {:>10}", self.relayed)?;
+        writeln!(f, "  consumed      {:>10}", self.consumed)?;
+        writeln!(f, "  written       {:>10}  ({:.0} records/s)", self.written, self.records_per_s)?;
+        writeln!(f, "  dead-lettered {:>10}", self.dead_lettered)?;
+        write!(
+            f,
+            "  e2e latency   p50 {}  p99 {}  max {} ms",
+            ms(self.latency_p50_ms),
+            ms(self.latency_p99_ms),
+            self.latency_max_ms
+        )
+    }
+}
+
+fn report(metrics: &Metrics, latency: &LatencyRecorder, started: Instant) -> RunReport {
+    let stage = |s: &str| metrics.records.with_label_values(&[s]).get();
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let written = stage("sink");
+    RunReport {
+        elapsed_s,
+        fetched: stage("source"),
+        landed: stage("landing"),
+        relayed: stage("relay"),
+        consumed: stage("consumer"),
+        written,
+        dead_lettered: crate::model::RejectReason::ALL
+            .iter()
+            .map(|r| metrics.dead_letters.with_label_values(&[r.as_str()]).get())
+            .sum(),
+        latency_p50_ms: latency.quantile_ms(0.50),
+        latency_p99_ms: latency.quantile_ms(0.99),
+        latency_max_ms: latency.max_ms(),
+        records_per_s: if elapsed_s > 0.0 { written as f64 / elapsed_s } else { 0.0 },
+    }
+}
+
+/// Runs the daemon until a signal, a fatal error, or (with `drain_and_exit`) the end of a
+/// bounded run.
+///
+/// # Errors
+/// Only start-up errors that precede supervision (the HTTP listener cannot bind).
+pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunReport), String> {
+    let started = Instant::now();
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let latency = Arc::new(LatencyRecorder::new());
+    let health = Arc::new(Health::default());
+    let notifier = Notifier::from_env();
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| format!("http.listen {}: cannot bind: {e}", config.http.listen))?;
+    let http_stop = CancellationToken::new();
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        Arc::clone(&health),
+        http_stop.clone(),
+    ));
+    tracing::info!(listen = %config.http.listen, "metrics and health endpoints up");
+
+    let (supervisor, mut fatal_rx) = Supervisor::new(
+        metrics.clone(),
+        Arc::clone(&health),
+        config.runtime.backoff.clone(),
+        config.runtime.healthy_after,
+    );
+    let source_token = CancellationToken::new();
+    let landing_stop = CancellationToken::new();
+    let relay_token = CancellationToken::new();
+    let consumer_token = CancellationToken::new();
+    let source_done = CancellationToken::new();
+
+    let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
+    let landing = Landing::new(pool);
+    let migrated = Arc::new(tokio::sync::OnceCell::new());
+    let ensure_migrated = {
+        let landing = landing.clone();
+        let migrated = Arc::clone(&migrated);
+        let enabled = config.postgres.migrate_on_start;
+        move || {
+            let landing = landing.clone();
+            let migrated = Arc::clone(&migrated);
+            async move {
+                if enabled {
+                    migrated
+                        .get_or_try_init(|| landing::migrate(landing.pool()))
+                        .await?;
+                }
+                Ok::<(), crate::supervise::StageError>(())
+            }
+        }
+    };
+
+    // Source and landing.
+    let mut ingest_handles = Vec::new();
+    if config.source.enabled {
+        let (tx, rx) = mpsc::channel(config.postgres.channel_capacity);
+        metrics
+            .channel_capacity
+            .with_label_values(&["source_to_landing"])
+            .set(config.postgres.channel_capacity as i64);
+        let input = LandingInput::new(rx);
+        let client = UserApiClient::new(&config.source, &config.runtime.backoff, metrics.clone())
+            .map_err(|e| format!("source: {e}"))?;
+        {
+            let landing = landing.clone();
+            let ensure = ensure_migrated.clone();
+            let source_done = source_done.clone();
+            let tx = tx.clone();
+            ingest_handles.push(supervisor.spawn("source", source_token.clone(), move |ctx| {
+                let client = client.clone();
+                let cursor = Arc::new(landing.clone());
+                let tx = tx.clone();
+                let ensure = ensure.clone();
+                let source_done = source_done.clone();
+                async move {
+                    ensure().await?;
+                    let result = source::run_source(client, cursor, tx, ctx.token.clone(), || ctx.set_ready()).await;
+                    if result.is_ok() {
+                        source_done.cancel();
+                    }
+                    result
+                }
+            }));
+        }
+        drop(tx);
+        let landing2 = landing.clone();
+        let m = metrics.clone();
+        let ensure = ensure_migrated.clone();
+        let stop = landing_stop.clone();
+        ingest_handles.push(supervisor.spawn("landing", landing_stop.clone(), move |ctx| {
+            let landing = landing2.clone();
+            let input = Arc::clone(&input);
+            let m = m.clone();
+            let ensure = ensure.clone();
+            let stop = stop.clone();
+            async move {
+                ensure().await?;
+                landing::run_landing(landing, input, m, stop, || ctx.set_ready()).await
+            }
+        }));
+    } else {
+        source_done.cancel();
+    }
+
+    // Relay.
+    let relay_idle_since = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
+    let relay_handle = {
+        let config = Arc::clone(&config);
+        let landing = landing.clone();
+        let m = metrics.clone();
+        let ensure = ensure_migrated.clone();
+        supervisor.spawn("relay", relay_token.clone(), move |ctx| {
+            let config = Arc::clone(&config);
+            let landing = landing.clone();
+            let m = m.clone();
+            let ensure = ensure.clone();
+            async move {
+                ensure().await?;
+                let client = Arc::new(kafka::connect(&config.kafka).await?);
+                relay::run_relay(config, landing, client, m, ctx.token.clone(), || ctx.set_ready()).await
+            }
+        })
+    };
+
+    // Consumers.
+    let progress = Arc::new(Progress::default());
+    let consumer_handle = if config.consumer.enabled {
+        let config = Arc::clone(&config);
+        let m = metrics.clone();
+        let latency = Arc::clone(&latency);
+        let progress = Arc::clone(&progress);
+        Some(supervisor.spawn("consumer", consumer_token.clone(), move |ctx| {
+            let config = Arc::clone(&config);
+            let m = m.clone();
+            let latency = Arc::clone(&latency);
+            let progress = Arc::clone(&progress);
+            async move {
+                let sink = Arc::new(CassandraSink::connect(&config.cassandra).await?);
+                let client = Arc::new(kafka::connect(&config.kafka).await?);
+                consume::run_consumers(config, sink, client, m, latency, progress, ctx.token.clone(), || ctx.set_ready()).await
+            }
+        }))
+    } else {
+        None
+    };
+
+    notifier.notify("READY=1");
+    let watchdog = Notifier::watchdog_interval().map(|every| {
+        let n = Notifier::from_env();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                n.notify("WATCHDOG=1");
+            }
+        })
+    });
+
+    // Wait for a reason to stop.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot install SIGTERM handler: {e}"))?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("cannot install SIGINT handler: {e}"))?;
+    let drained = wait_drained(
+        options.drain_and_exit,
+        source_done.clone(),
+        metrics.clone(),
+        Arc::clone(&progress),
+        Arc::clone(&relay_idle_since),
+        config.consumer.enabled,
+    );
+    let mut outcome = tokio::select! {
+        _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); Outcome::Stopped }
+        _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); Outcome::Stopped }
+        Some(f) = fatal_rx.recv() => Outcome::Fatal(format!("{}: {}", f.task, f.message)),
+        () = drained => { tracing::info!("everything drained; shutting down"); Outcome::Stopped }
+    };
+    notifier.notify("STOPPING=1");
+
+    let shutdown = async {
+        source_token.cancel();
+        for h in ingest_handles {
+            let _ = h.await;
+        }
+        relay_token.cancel();
+        let _ = relay_handle.await;
+        consumer_token.cancel();
+        if let Some(h) = consumer_handle {
+            let _ = h.await;
+        }
+        supervisor.wait().await;
+    };
+    let deadline = config.runtime.shutdown_deadline;
+    tokio::select! {
+        () = shutdown => {}
+        () = tokio::time::sleep(deadline) => {
+            tracing::error!(?deadline, "shutdown deadline passed; exiting with work in flight (it will be redone after restart)");
+            if outcome == Outcome::Stopped {
+                outcome = Outcome::DeadlineExceeded;
+            }
+        }
+        _ = sigterm.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(130); }
+        _ = sigint.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(130); }
+    }
+    landing_stop.cancel();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    http_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    Ok((outcome, report(&metrics, &latency, started)))
+}
+
+/// Resolves when `enabled` and the bounded source finished, the outbox is empty and every
+/// partition committed up to a high watermark fetched after the relay went idle.
+async fn wait_drained(
+    enabled: bool,
+    source_done: CancellationToken,
+    metrics: Metrics,
+    progress: Arc<Progress>,
+    _relay_idle_since: Arc<std::sync::atomic::AtomicI64>,
+    consumers: bool,
+) {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    source_done.cancelled().await;
+    let relayed = metrics.records.with_label_values(&["relay"]);
+    let landed = metrics.records.with_label_values(&["landing"]);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The relay has nothing left: backlog 0 observed after the last landing.
+        if metrics.outbox_backlog.get() != 0 {
+            continue;
+        }
+        let mark_relayed = relayed.get();
+        let mark_landed = landed.get();
+        let since = chrono::Utc::now().timestamp_millis();
+        tokio::time::sleep(consume::DRAIN_SETTLE).await;
+        if relayed.get() != mark_relayed || landed.get() != mark_landed || metrics.outbox_backlog.get() != 0 {
+            continue;
+        }
+        if !consumers {
+            return;
+        }
+        // Wait for fetches that started after `since` to confirm everything is committed.
+        let wait_until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < wait_until {
+            if progress.caught_up_since(since) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `pipeline migrate`.
+///
+/// # Errors
+/// The migration error.
+pub async fn migrate(config: &Config) -> Result<(), String> {
+    let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
+    landing::migrate(&pool).await.map_err(|e| e.to_string())
+}
+
+/// `pipeline check --connect`: reaches each service, returns one line per service.
+pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, String>)> {
+    let mut out = Vec::new();
+    let pg = async {
+        let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
+        let v: String = sqlx::query_scalar("SELECT version()")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(v.split(',').next().unwrap_or_default().to_string())
+    };
+    out.push(("postgres".to_string(), pg.await));
+    let kafka = async {
+        let client = kafka::connect(&config.kafka).await.map_err(|e| e.to_string())?;
+        let topics = kafka::deadline("list topics", config.kafka.request_timeout, client.list_topics())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(format!("{} topics", topics.len()))
+    };
+    out.push(("kafka".to_string(), kafka.await));
+    let cassandra = async {
+        let _sink = CassandraSink::connect(&config.cassandra).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(format!("keyspace {} ready", config.cassandra.keyspace))
+    };
+    out.push(("cassandra".to_string(), cassandra.await));
+    let api = async {
+        let client = UserApiClient::new(&config.source, &config.runtime.backoff, Metrics::new())
+            .map_err(|e| e.to_string())?;
+        let page = client.fetch_once(Some(1)).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(format!("{} users in a test page", page.users.len()))
+    };
+    if config.source.enabled {
+        out.push(("source".to_string(), api.await));
+    }
+    out
+}

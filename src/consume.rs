@@ -1,0 +1,351 @@
+//! Per-partition consumers: fetch, validate, write, dead-letter, store offsets.
+//!
+//! ```text
+//!  Kafka partition p ──► fetcher ──(bounded channel)──► writer ──► Cassandra rows
+//!                                                         ├──► dead-letter topic
+//!                                                         └──► offset store (after both)
+//! ```
+//!
+//! rskafka has no consumer groups: this daemon owns the assignment (partition p belongs to
+//! instance `p % consumer.instances`) and the offsets (in Cassandra, next to the data).
+//! Delivery: a batch's offset is stored only after its rows *and* its dead letters were
+//! acknowledged; a crash re-delivers from the stored offset, and the writes are idempotent
+//! (see [`crate::sink`]). Dead letters are at-least-once: a replay may repeat one.
+//! A bad record never stops the partition: it is dead-lettered and the offset moves on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, StartFrom};
+use crate::kafka::{self, Partitions};
+use crate::model;
+use crate::relay::dead_letter;
+use crate::sink::RowSink;
+use crate::supervise::StageError;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::LatencyRecorder;
+
+/// Progress of each assigned partition, for lag, readiness and drain detection.
+#[derive(Debug, Default)]
+pub struct Progress {
+    partitions: Mutex<HashMap<i32, Arc<PartitionProgress>>>,
+    /// Set once the assignment is known.
+    pub assigned: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+pub struct PartitionProgress {
+    /// Next offset whose processing is committed (stored).
+    pub committed: AtomicI64,
+    /// High watermark seen by the latest fetch.
+    pub high_watermark: AtomicI64,
+    /// Unix ms when the latest completed fetch was *started*.
+    pub last_fetch_started_ms: AtomicI64,
+}
+
+impl Progress {
+    pub fn partition(&self, p: i32) -> Arc<PartitionProgress> {
+        let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(p).or_default())
+    }
+
+    /// True when every assigned partition has committed up to a high watermark observed by a
+    /// fetch started after `since_ms`.
+    pub fn caught_up_since(&self, since_ms: i64) -> bool {
+        if !self.assigned.load(Ordering::SeqCst) {
+            return false;
+        }
+        let map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        !map.is_empty()
+            && map.values().all(|p| {
+                p.last_fetch_started_ms.load(Ordering::SeqCst) > since_ms
+                    && p.committed.load(Ordering::SeqCst) >= p.high_watermark.load(Ordering::SeqCst)
+            })
+    }
+}
+
+/// Partitions of `count` that belong to `instance` of `instances`.
+pub fn assigned_partitions(count: i32, instance: u32, instances: u32) -> Vec<i32> {
+    (0..count)
+        .filter(|p| (*p as u32) % instances.max(1) == instance)
+        .collect()
+}
+
+/// Shared dependencies of the partition tasks.
+pub struct ConsumerDeps<S: RowSink> {
+    pub config: Arc<Config>,
+    pub sink: Arc<S>,
+    pub topic: Arc<Partitions>,
+    pub dlq: Arc<Partitions>,
+    pub dlq_partitions: i32,
+    pub metrics: Metrics,
+    pub latency: Arc<LatencyRecorder>,
+    pub progress: Arc<Progress>,
+}
+
+/// The consumer stage: connects, assigns, and runs one task per partition until `token`.
+///
+/// # Errors
+/// The first partition failure (all partitions then restart from their stored offsets).
+pub async fn run_consumers<S: RowSink>(
+    config: Arc<Config>,
+    sink: Arc<S>,
+    client: Arc<rskafka::client::Client>,
+    metrics: Metrics,
+    latency: Arc<LatencyRecorder>,
+    progress: Arc<Progress>,
+    token: CancellationToken,
+    mark_ready: impl Fn(),
+) -> Result<(), StageError> {
+    let k = &config.kafka;
+    let count = kafka::ensure_topic(&client, k, &k.topic).await?;
+    let dlq_partitions = kafka::ensure_topic(&client, k, &config.dlq.topic).await?;
+    let assigned = assigned_partitions(count, config.consumer.instance, config.consumer.instances);
+    for p in &assigned {
+        progress.partition(*p);
+    }
+    progress.assigned.store(true, Ordering::SeqCst);
+    tracing::info!(partitions = ?assigned, "consuming");
+    let deps = Arc::new(ConsumerDeps {
+        topic: Arc::new(Partitions::new(Arc::clone(&client), &k.topic, k.request_timeout)),
+        dlq: Arc::new(Partitions::new(Arc::clone(&client), &config.dlq.topic, k.request_timeout)),
+        config: Arc::clone(&config),
+        sink,
+        dlq_partitions,
+        metrics,
+        latency,
+        progress,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in assigned {
+        tasks.spawn(run_partition(Arc::clone(&deps), p, token.clone()));
+    }
+    mark_ready();
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| Err(StageError::retriable(format!("partition task panicked: {e}"))));
+        if let Err(e) = result {
+            tasks.abort_all();
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+struct Fetched {
+    records: Vec<RecordAndOffset>,
+    high_watermark: i64,
+}
+
+async fn start_offset<S: RowSink>(
+    deps: &ConsumerDeps<S>,
+    pc: &PartitionClient,
+    partition: i32,
+) -> Result<i64, StageError> {
+    let k = &deps.config.kafka;
+    if let Some(stored) = deps.sink.load_offset(&k.topic, partition).await? {
+        return Ok(stored);
+    }
+    let at = match deps.config.consumer.start_from {
+        StartFrom::Earliest => OffsetAt::Earliest,
+        StartFrom::Latest => OffsetAt::Latest,
+    };
+    kafka::deadline("get offset", k.request_timeout, pc.get_offset(at)).await
+}
+
+/// One partition: fetcher and writer joined by a bounded channel.
+async fn run_partition<S: RowSink>(
+    deps: Arc<ConsumerDeps<S>>,
+    partition: i32,
+    token: CancellationToken,
+) -> Result<(), StageError> {
+    let pc = deps.topic.get(partition).await?;
+    let start = start_offset(&deps, &pc, partition).await?;
+    let progress = deps.progress.partition(partition);
+    progress.committed.store(start, Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel::<Fetched>(deps.config.consumer.channel_capacity);
+    let fetcher = fetch_loop(Arc::clone(&deps), Arc::clone(&pc), partition, start, tx, token);
+    let writer = write_loop(Arc::clone(&deps), partition, start, rx);
+    tokio::try_join!(fetcher, writer)?;
+    Ok(())
+}
+
+async fn fetch_loop<S: RowSink>(
+    deps: Arc<ConsumerDeps<S>>,
+    pc: Arc<PartitionClient>,
+    partition: i32,
+    mut next: i64,
+    tx: mpsc::Sender<Fetched>,
+    token: CancellationToken,
+) -> Result<(), StageError> {
+    let c = &deps.config.consumer;
+    let k = &deps.config.kafka;
+    let progress = deps.progress.partition(partition);
+    let max_wait_ms = c.fetch_max_wait.as_millis() as i32;
+    let deadline = k.request_timeout + c.fetch_max_wait;
+    let label = partition.to_string();
+    let depth = deps.metrics.channel_depth.with_label_values(&[&format!("fetch_to_write_p{partition}")]);
+    while !token.is_cancelled() {
+        let started_ms = chrono::Utc::now().timestamp_millis();
+        let fetch = kafka::deadline(
+            "fetch",
+            deadline,
+            pc.fetch_records(next, 1..c.fetch_max_bytes, max_wait_ms),
+        );
+        let result = tokio::select! {
+            r = fetch => r,
+            () = token.cancelled() => break,
+        };
+        let (records, high_watermark) = match result {
+            Ok(v) => v,
+            Err(e) if e.message.contains("OffsetOutOfRange") => {
+                let earliest = kafka::deadline("get offset", k.request_timeout, pc.get_offset(OffsetAt::Earliest)).await?;
+                tracing::warn!(partition, next, earliest, "offset out of range (retention?); skipping to earliest");
+                deps.metrics.errors.with_label_values(&["consumer", "offset_out_of_range"]).inc();
+                next = earliest.max(next.min(earliest));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let records: Vec<RecordAndOffset> = records.into_iter().filter(|r| r.offset >= next).collect();
+        deps.metrics
+            .consumer_lag
+            .with_label_values(&[&label])
+            .set((high_watermark - next).max(0));
+        if let Some(last) = records.last() {
+            next = last.offset + 1;
+        }
+        let empty = records.is_empty();
+        if empty {
+            // Nothing to write: the committed offset already covers everything below `next`.
+            progress.high_watermark.fetch_max(high_watermark, Ordering::SeqCst);
+            progress.last_fetch_started_ms.store(started_ms, Ordering::SeqCst);
+            continue;
+        }
+        if tx.send(Fetched { records, high_watermark }).await.is_err() {
+            break; // writer failed; its error is returned by try_join
+        }
+        depth.set((tx.max_capacity() - tx.capacity()) as i64);
+        progress.last_fetch_started_ms.store(started_ms, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+async fn write_loop<S: RowSink>(
+    deps: Arc<ConsumerDeps<S>>,
+    partition: i32,
+    mut committed: i64,
+    mut rx: mpsc::Receiver<Fetched>,
+) -> Result<(), StageError> {
+    let config = &deps.config;
+    let topic = config.kafka.topic.as_str();
+    let progress = deps.progress.partition(partition);
+    let label = partition.to_string();
+    let compression = kafka::compression(config.kafka.compression);
+    while let Some(batch) = rx.recv().await {
+        let started = Instant::now();
+        let mut rows = Vec::with_capacity(batch.records.len());
+        let mut dead = Vec::new();
+        let mut last = committed - 1;
+        for r in &batch.records {
+            last = r.offset;
+            let record = &r.record;
+            let fetched_at_ms =
+                model::fetched_at_header(&record.headers).unwrap_or_else(|| record.timestamp.timestamp_millis());
+            match model::validate(record.key.as_deref(), record.value.as_deref(), fetched_at_ms) {
+                Ok(row) => rows.push(row),
+                Err(rejection) => {
+                    deps.metrics
+                        .dead_letters
+                        .with_label_values(&[rejection.reason.as_str()])
+                        .inc();
+                    dead.push(dead_letter(
+                        &config.dlq,
+                        record.key.clone(),
+                        record.value.as_deref().unwrap_or_default(),
+                        record.headers.clone(),
+                        "validate",
+                        rejection.reason.as_str(),
+                        &rejection.detail,
+                        Some((topic, partition, r.offset)),
+                        config.kafka.max_message_bytes,
+                    ));
+                }
+            }
+        }
+        deps.sink.write_rows(&rows).await.inspect_err(|_| {
+            deps.metrics.errors.with_label_values(&["sink", "cassandra"]).inc();
+        })?;
+        let acked_ms = chrono::Utc::now().timestamp_millis();
+        if !dead.is_empty() {
+            let dlq_partition = partition % deps.dlq_partitions.max(1);
+            let pc = deps.dlq.get(dlq_partition).await?;
+            let n = dead.len();
+            kafka::deadline("produce dlq", config.kafka.request_timeout, pc.produce(dead, compression)).await?;
+            deps.metrics.records.with_label_values(&["dlq"]).inc_by(n as u64);
+            tracing::info!(partition, dead_letters = n, "dead-lettered invalid records");
+        }
+        deps.sink.store_offset(topic, partition, last + 1).await?;
+        committed = last + 1;
+        progress.committed.store(committed, Ordering::SeqCst);
+        progress.high_watermark.fetch_max(batch.high_watermark, Ordering::SeqCst);
+        for row in &rows {
+            let ms = (acked_ms - row.fetched_at_ms).max(0);
+            deps.latency.record_ms(ms as u64);
+            deps.metrics.e2e_latency.observe(ms as f64 / 1000.0);
+        }
+        deps.metrics.records.with_label_values(&["consumer"]).inc_by(batch.records.len() as u64);
+        deps.metrics.records.with_label_values(&["sink"]).inc_by(rows.len() as u64);
+        deps.metrics
+            .consumer_lag
+            .with_label_values(&[&label])
+            .set((batch.high_watermark - committed).max(0));
+        deps.metrics
+            .batch_duration
+            .with_label_values(&["sink"])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// How long a drained state must hold before `--drain-and-exit` stops (guards against a
+/// relay round that is about to produce).
+pub const DRAIN_SETTLE: Duration = Duration::from_millis(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_assignment_splits_partitions() {
+        assert_eq!(assigned_partitions(6, 0, 1), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(assigned_partitions(6, 0, 2), vec![0, 2, 4]);
+        assert_eq!(assigned_partitions(6, 1, 2), vec![1, 3, 5]);
+        assert_eq!(assigned_partitions(2, 2, 3), Vec::<i32>::new());
+        let all: Vec<i32> = (0..3).flat_map(|i| assigned_partitions(7, i, 3)).collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn caught_up_needs_fresh_fetches() {
+        let progress = Progress::default();
+        assert!(!progress.caught_up_since(0));
+        progress.assigned.store(true, Ordering::SeqCst);
+        let p = progress.partition(0);
+        p.high_watermark.store(10, Ordering::SeqCst);
+        p.committed.store(10, Ordering::SeqCst);
+        p.last_fetch_started_ms.store(100, Ordering::SeqCst);
+        assert!(progress.caught_up_since(50));
+        assert!(!progress.caught_up_since(100));
+        p.high_watermark.store(11, Ordering::SeqCst);
+        assert!(!progress.caught_up_since(50));
+    }
+}

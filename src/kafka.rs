@@ -1,0 +1,168 @@
+//! Kafka client construction (rskafka), topic creation, partition clients.
+//!
+//! rskafka retries broker errors forever by default; every call here runs under a deadline
+//! (`kafka.request_timeout`) so a dead broker surfaces as a retriable stage error the
+//! supervisor can count and back off from, instead of a silent hang.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use tokio::sync::Mutex;
+
+use crate::config::{CompressionKind, KafkaConfig};
+use crate::supervise::StageError;
+
+/// Runs `fut` under `timeout`, mapping both failure kinds to a retriable stage error.
+///
+/// # Errors
+/// Retriable on timeout or Kafka error.
+pub async fn deadline<T, E: std::fmt::Display>(
+    what: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, StageError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(kafka_error(what, &e)),
+        Err(_) => Err(StageError::retriable(format!(
+            "kafka {what}: no answer within {timeout:?}"
+        ))),
+    }
+}
+
+fn kafka_error(what: &str, e: &dyn std::fmt::Display) -> StageError {
+    let text = e.to_string();
+    // SASL failures cannot fix themselves.
+    if text.contains("SaslAuthenticationFailed") || text.contains("Authentication failed") {
+        StageError::fatal(format!("kafka {what}: {text}"))
+    } else {
+        StageError::retriable(format!("kafka {what}: {text}"))
+    }
+}
+
+/// Connects to the cluster.
+///
+/// # Errors
+/// Retriable when no broker answers within the deadline.
+pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
+    let backoff = rskafka::BackoffConfig {
+        init_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        base: 2.0,
+        deadline: Some(config.request_timeout),
+    };
+    let builder = ClientBuilder::new(config.bootstrap.clone())
+        .client_id(config.client_id.clone())
+        .max_message_size(config.max_message_bytes.max(16 * 1024 * 1024))
+        .backoff_config(backoff);
+    deadline("connect", config.request_timeout, builder.build()).await
+}
+
+/// Creates `topic` with `partitions` when it does not exist; returns its partition count.
+///
+/// # Errors
+/// Retriable Kafka errors; fatal when the topic is missing and creation is not allowed.
+pub async fn ensure_topic(
+    client: &Client,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<i32, StageError> {
+    let timeout = config.request_timeout;
+    for _ in 0..50 {
+        let topics = deadline("list topics", timeout, client.list_topics()).await?;
+        if let Some(t) = topics.iter().find(|t| t.name == topic) {
+            if !t.partitions.is_empty() {
+                return Ok(t.partitions.len() as i32);
+            }
+        } else {
+            if !config.create_topics {
+                return Err(StageError::fatal(format!(
+                    "kafka topic `{topic}` does not exist and kafka.create_topics is false"
+                )));
+            }
+            let controller = client
+                .controller_client()
+                .map_err(|e| kafka_error("controller", &e))?;
+            let created = deadline(
+                "create topic",
+                timeout,
+                controller.create_topic(
+                    topic,
+                    config.partitions,
+                    config.replication_factor,
+                    timeout.as_millis() as i32,
+                ),
+            )
+            .await;
+            match created {
+                Ok(()) => tracing::info!(topic, partitions = config.partitions, "created topic"),
+                Err(e) if e.message.contains("TopicAlreadyExists") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(StageError::retriable(format!(
+        "kafka topic `{topic}` has no partitions in metadata yet"
+    )))
+}
+
+/// rskafka's compression for the configured kind.
+pub fn compression(kind: CompressionKind) -> Compression {
+    match kind {
+        CompressionKind::None => Compression::NoCompression,
+        CompressionKind::Gzip => Compression::Gzip,
+        CompressionKind::Lz4 => Compression::Lz4,
+        CompressionKind::Snappy => Compression::Snappy,
+        CompressionKind::Zstd => Compression::Zstd,
+    }
+}
+
+/// Lazily created partition clients of one topic.
+pub struct Partitions {
+    client: Arc<Client>,
+    topic: String,
+    timeout: Duration,
+    clients: Mutex<HashMap<i32, Arc<PartitionClient>>>,
+}
+
+impl Partitions {
+    pub fn new(client: Arc<Client>, topic: &str, timeout: Duration) -> Self {
+        Self {
+            client,
+            topic: topic.to_string(),
+            timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client of `partition`.
+    ///
+    /// # Errors
+    /// Retriable when the leader cannot be found in time.
+    pub async fn get(&self, partition: i32) -> Result<Arc<PartitionClient>, StageError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&partition) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(
+            deadline(
+                "partition client",
+                self.timeout,
+                self.client
+                    .partition_client(&self.topic, partition, UnknownTopicHandling::Retry),
+            )
+            .await?,
+        );
+        clients.insert(partition, Arc::clone(&c));
+        Ok(c)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}

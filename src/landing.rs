@@ -1,0 +1,265 @@
+//! Postgres landing and the transactional outbox.
+//!
+//! Delivery: one transaction per fetched page writes the batch row, the users and their
+//! outbox rows together, so a user is either landed *and* queued for Kafka or not at all.
+//! Re-landing is harmless: `(seed, page)` and the user id are unique and conflicts are
+//! skipped. A page taken from the channel stays in hand (across stage restarts) until it
+//! is committed, so a Postgres outage slows the source instead of losing pages.
+//!
+//! Gap safety of the outbox: see `migrations/0001_landing.sql` (rows are deleted after
+//! relay, never skipped by a cursor).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::{PgPool, Row};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PostgresConfig;
+use crate::source::{FetchedPage, PageCursor};
+use crate::supervise::StageError;
+use crate::telemetry::Metrics;
+
+/// Embedded migrations from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the pool (lazily: connections are made on first use).
+///
+/// # Errors
+/// A fatal [`StageError`] when the URL or sslmode cannot be used.
+pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, StageError> {
+    let mut options = PgConnectOptions::from_str(&config.url)
+        .map_err(|e| StageError::fatal(format!("postgres.url: {e}")))?
+        .ssl_mode(
+            PgSslMode::from_str(&config.sslmode)
+                .map_err(|e| StageError::fatal(format!("postgres.sslmode: {e}")))?,
+        )
+        .application_name("pipeline");
+    if let Some(password) = &config.password {
+        options = options.password(password.expose());
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.connect_timeout)
+        .connect_lazy_with(options))
+}
+
+/// Classifies a Postgres error: authentication and permission problems are fatal.
+pub fn pg_error(context: &str, e: &sqlx::Error) -> StageError {
+    if let sqlx::Error::Database(db) = e {
+        let code = db.code().unwrap_or_default();
+        // 28xxx: invalid authorization; 42501: insufficient privilege; 3D000: no database.
+        if code.starts_with("28") || code == "42501" || code == "3D000" {
+            return StageError::fatal(format!("postgres {context}: {} (SQLSTATE {code})", db.message()));
+        }
+    }
+    StageError::retriable(format!("postgres {context}: {e}"))
+}
+
+/// Runs migrations.
+///
+/// # Errors
+/// Fatal when a migration is broken, retriable when Postgres is unreachable.
+pub async fn migrate(pool: &PgPool) -> Result<(), StageError> {
+    MIGRATOR.run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(inner) => pg_error("migrate", &inner),
+        other => StageError::fatal(format!("postgres migrate: {other}")),
+    })
+}
+
+/// What one landed page did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    /// False when the page was already landed (nothing written).
+    pub new_page: bool,
+    /// Users inserted (duplicates of earlier pages are skipped).
+    pub inserted: u64,
+}
+
+/// Landing tables writer and page cursor.
+#[derive(Clone)]
+pub struct Landing {
+    pool: PgPool,
+}
+
+impl Landing {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Lands one page in one transaction.
+    ///
+    /// # Errors
+    /// See [`pg_error`].
+    pub async fn land(&self, page: &FetchedPage) -> Result<Landed, StageError> {
+        let mut tx = self.pool.begin().await.map_err(|e| pg_error("begin", &e))?;
+        let batch_id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO landing_batches (seed, page, fetched_at, users) \
+             VALUES ($1, $2, 'epoch'::timestamptz + $3 * interval '1 millisecond', $4) \
+             ON CONFLICT (seed, page) DO NOTHING RETURNING batch_id",
+        )
+        .bind(&page.seed)
+        .bind(page.page.map(|p| p as i32))
+        .bind(page.fetched_at_ms)
+        .bind(page.users.len() as i32)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| pg_error("insert batch", &e))?;
+        let Some(batch_id) = batch_id else {
+            tx.rollback().await.map_err(|e| pg_error("rollback", &e))?;
+            return Ok(Landed {
+                new_page: false,
+                inserted: 0,
+            });
+        };
+        let ids: Vec<&str> = page.users.iter().map(|u| u.id.as_str()).collect();
+        let raws: Vec<String> = page.users.iter().map(|u| u.json.to_string()).collect();
+        let inserted = sqlx::query(
+            "WITH input AS ( \
+                 SELECT DISTINCT ON (id) id, raw, ord \
+                 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t(id, raw, ord) \
+                 ORDER BY id, ord), \
+             ins AS ( \
+                 INSERT INTO users_landed (id, fetched_at, batch_id, raw) \
+                 SELECT id, 'epoch'::timestamptz + $3 * interval '1 millisecond', $4, raw::jsonb \
+                 FROM input ORDER BY ord \
+                 ON CONFLICT (id) DO NOTHING RETURNING id) \
+             INSERT INTO outbox (user_id) \
+             SELECT input.id FROM input JOIN ins USING (id) ORDER BY input.ord",
+        )
+        .bind(&ids)
+        .bind(&raws)
+        .bind(page.fetched_at_ms)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| pg_error("insert users", &e))?
+        .rows_affected();
+        tx.commit().await.map_err(|e| pg_error("commit", &e))?;
+        Ok(Landed {
+            new_page: true,
+            inserted,
+        })
+    }
+
+    /// Rows waiting in the outbox.
+    ///
+    /// # Errors
+    /// See [`pg_error`].
+    pub async fn outbox_backlog(&self) -> Result<i64, StageError> {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| pg_error("count outbox", &e))
+    }
+}
+
+impl PageCursor for Landing {
+    async fn landed_pages(&self, seed: &str, candidates: &[u32]) -> Result<Vec<u32>, StageError> {
+        let pages: Vec<i32> = candidates.iter().map(|p| *p as i32).collect();
+        let rows = sqlx::query("SELECT page FROM landing_batches WHERE seed = $1 AND page = ANY($2)")
+            .bind(seed)
+            .bind(&pages)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| pg_error("read landed pages", &e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<i32, _>(0).ok())
+            .map(|p| p as u32)
+            .collect())
+    }
+
+    async fn last_page(&self, seed: &str) -> Result<Option<u32>, StageError> {
+        let max: Option<i32> =
+            sqlx::query_scalar("SELECT max(page) FROM landing_batches WHERE seed = $1")
+                .bind(seed)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| pg_error("read last page", &e))?;
+        Ok(max.map(|p| p as u32))
+    }
+}
+
+/// State that outlives restarts of the landing stage: the channel and the page in hand.
+pub struct LandingInput {
+    rx: Mutex<mpsc::Receiver<FetchedPage>>,
+    in_hand: Mutex<Option<FetchedPage>>,
+}
+
+impl LandingInput {
+    pub fn new(rx: mpsc::Receiver<FetchedPage>) -> Arc<Self> {
+        Arc::new(Self {
+            rx: Mutex::new(rx),
+            in_hand: Mutex::new(None),
+        })
+    }
+}
+
+/// The landing stage: lands pages until the channel closes (the source is done or stopped).
+///
+/// # Errors
+/// A Postgres failure; the page in hand is kept and landed first after the restart.
+///
+/// # Cancellation
+/// `hard_stop` abandons the page in hand (it was never acknowledged, so it is fetched again).
+pub async fn run_landing(
+    landing: Landing,
+    input: Arc<LandingInput>,
+    metrics: Metrics,
+    hard_stop: CancellationToken,
+    mark_ready: impl Fn(),
+) -> Result<(), StageError> {
+    let mut rx = input.rx.lock().await;
+    let mut in_hand = input.in_hand.lock().await;
+    // Touch the database once so readiness means "Postgres answers".
+    sqlx::query("SELECT 1")
+        .execute(landing.pool())
+        .await
+        .map_err(|e| pg_error("connect", &e))?;
+    mark_ready();
+    let depth = metrics.channel_depth.with_label_values(&["source_to_landing"]);
+    loop {
+        if in_hand.is_none() {
+            *in_hand = tokio::select! {
+                page = rx.recv() => match page {
+                    Some(p) => Some(p),
+                    None => return Ok(()),
+                },
+                () = hard_stop.cancelled() => return Ok(()),
+            };
+        }
+        depth.set(rx.len() as i64);
+        let Some(page) = in_hand.as_ref() else { continue };
+        let started = Instant::now();
+        let landed = landing.land(page).await;
+        metrics
+            .batch_duration
+            .with_label_values(&["landing"])
+            .observe(started.elapsed().as_secs_f64());
+        let landed = match landed {
+            Ok(l) => l,
+            Err(e) => {
+                metrics.errors.with_label_values(&["landing", "postgres"]).inc();
+                return Err(e);
+            }
+        };
+        metrics
+            .records
+            .with_label_values(&["source"])
+            .inc_by(page.users.len() as u64);
+        metrics
+            .records
+            .with_label_values(&["landing"])
+            .inc_by(landed.inserted);
+        tracing::debug!(page = ?page.page, users = page.users.len(), inserted = landed.inserted, new_page = landed.new_page, "landed");
+        *in_hand = None;
+    }
+}

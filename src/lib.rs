@@ -1,0 +1,43 @@
+//! # pipeline
+//!
+//! One supervised daemon that replaces an Airflow + Kafka + Spark + Cassandra demo stack:
+//!
+//! ```text
+//!  randomuser API ──► source ──► landing (Postgres: users + outbox) ──► relay ──► Kafka
+//!  (or emulator)      rate limit,  one transaction per fetched page       acked      users_created
+//!                     retries      credentials stripped                   batches    key = user id
+//!                                                                                      │
+//!  Cassandra ◄── sink ◄── validate ◄── per-partition consumers ◄──────────────────────┘
+//!  created_users  idempotent   bad record ──► users_created.dlq (reason headers)
+//!  + offsets      upserts, offsets stored after the write
+//! ```
+//!
+//! Delivery is effectively once: at-least-once transport everywhere, and idempotent writes
+//! (keyed by `login.uuid`, `USING TIMESTAMP` of the fetch time) at the end.
+//!
+//! # Layout
+//! - [`config`]: `pipeline.toml` + `PIPELINE_*` env, validated once.
+//! - [`model`]: the user record, message format, validation, PII rules (pure).
+//! - [`source`]: the HTTP client for the user API (rate limit, retries, schedule).
+//! - [`emulator`]: a randomuser-compatible server with fault injection.
+//! - [`landing`]: Postgres landing tables and the transactional outbox.
+//! - [`relay`]: outbox → Kafka.
+//! - [`kafka`]: client construction, topics, partitioning.
+//! - [`consume`]: per-partition consumers, dead letters.
+//! - [`sink`]: Cassandra schema, writes and the offset store.
+//! - [`supervise`]: restart with backoff, fatal stop, readiness.
+//! - [`telemetry`]: metrics, HTTP endpoints, logs, systemd notify.
+//! - [`app`]: wires the stages together; `run`, `check`, `migrate`.
+
+pub mod app;
+pub mod config;
+pub mod consume;
+pub mod emulator;
+pub mod kafka;
+pub mod landing;
+pub mod model;
+pub mod relay;
+pub mod sink;
+pub mod source;
+pub mod supervise;
+pub mod telemetry;

@@ -1,0 +1,169 @@
+//! The `pipeline` binary: parses the command line, loads config, calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pipeline::config::{Config, EXIT_CONFIG};
+use pipeline::{app, emulator, telemetry};
+
+/// One daemon: randomuser API -> Postgres outbox -> Kafka -> Cassandra.
+#[derive(Parser)]
+#[command(name = "pipeline", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file (env PIPELINE_<SECTION>__<KEY> overrides any key).
+    #[arg(long, global = true, default_value = "pipeline.toml", env = "PIPELINE_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every stage under the supervisor until SIGTERM/SIGINT.
+    Run {
+        /// Exit (0) once a bounded source run is fully through to Cassandra, printing a report.
+        #[arg(long)]
+        drain_and_exit: bool,
+        /// Also write the run report as JSON to this file.
+        #[arg(long)]
+        report_json: Option<PathBuf>,
+    },
+    /// Validate the configuration and print it (secrets masked); exit 78 if invalid.
+    Check {
+        /// Also connect to Postgres, Kafka, Cassandra and the API.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Apply the Postgres migrations and exit.
+    Migrate,
+    /// Serve a randomuser.me-compatible API (deterministic, with fault injection).
+    Emulator(emulator::EmulatorArgs),
+}
+
+fn load(cli: &Cli) -> Result<Config, ExitCode> {
+    let allow_missing = cli.config == PathBuf::from("pipeline.toml");
+    Config::load(&cli.config, allow_missing).map_err(|e| {
+        eprintln!("pipeline: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG as u8)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("pipeline: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
+    match &cli.command {
+        Command::Emulator(args) => {
+            telemetry::logging::init(&pipeline::config::LogConfig::default());
+            let rt = runtime()?;
+            let token = tokio_util::sync::CancellationToken::new();
+            let stop = token.clone();
+            rt.spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            let stop = token.clone();
+            rt.spawn(async move {
+                if let Ok(mut s) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    s.recv().await;
+                    stop.cancel();
+                }
+            });
+            rt.block_on(emulator::run(args.clone(), token)).map_err(|e| {
+                eprintln!("pipeline emulator: {e}");
+                ExitCode::FAILURE
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { connect } => {
+            let config = load(&cli)?;
+            print!("{}", config.to_redacted_toml());
+            eprintln!("pipeline: configuration OK ({})", cli.config.display());
+            if *connect {
+                let rt = runtime()?;
+                let results = rt.block_on(app::check_connect(&config));
+                let mut ok = true;
+                for (service, result) in results {
+                    match result {
+                        Ok(detail) => eprintln!("  {service:<10} ok    {detail}"),
+                        Err(e) => {
+                            ok = false;
+                            eprintln!("  {service:<10} FAIL  {e}");
+                        }
+                    }
+                }
+                if !ok {
+                    return Err(ExitCode::from(69)); // EX_UNAVAILABLE
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = load(&cli)?;
+            telemetry::logging::init(&config.log);
+            let rt = runtime()?;
+            rt.block_on(app::migrate(&config)).map_err(|e| {
+                eprintln!("pipeline migrate: {e}");
+                ExitCode::FAILURE
+            })?;
+            eprintln!("pipeline: migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            drain_and_exit,
+            report_json,
+        } => {
+            let config = load(&cli)?;
+            telemetry::logging::init(&config.log);
+            let rt = runtime()?;
+            let options = app::RunOptions {
+                drain_and_exit: *drain_and_exit,
+            };
+            let (outcome, report) = rt.block_on(app::run(config, options)).map_err(|e| {
+                eprintln!("pipeline: {e}");
+                ExitCode::FAILURE
+            })?;
+            // Stages may still hold connections; don't wait for them after the deadline.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            println!("{report}");
+            if let Some(path) = report_json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => {
+                        if let Err(e) = std::fs::write(path, json) {
+                            eprintln!("pipeline: cannot write {}: {e}", path.display());
+                        }
+                    }
+                    Err(e) => eprintln!("pipeline: cannot encode report: {e}"),
+                }
+            }
+            match outcome {
+                app::Outcome::Stopped => Ok(ExitCode::SUCCESS),
+                app::Outcome::Fatal(message) => {
+                    eprintln!("pipeline: stopped by a fatal error: {message}");
+                    Err(ExitCode::FAILURE)
+                }
+                app::Outcome::DeadlineExceeded => {
+                    eprintln!("pipeline: shutdown deadline exceeded");
+                    Err(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,730 @@
+//! The user record, the Kafka message format, validation and PII rules. Pure code, no I/O.
+//!
+//! ```text
+//!  API page ──► split_page ──► RawUser (credentials stripped, id) ──► landing (jsonb)
+//!                                                                       │
+//!  CassandraRow ◄── validate ◄── Kafka value (compat JSON) ◄── encode_message
+//!        │             └──► Rejection { reason, detail } ──► dead-letter topic
+//! ```
+//!
+//! Two deliberate asymmetries:
+//! - The ingest side is *lenient*: a record is stored and relayed whatever its content, so
+//!   that a bad record reaches the dead-letter topic with a reason instead of failing a whole
+//!   page (and being retried forever). Only the id and credential stripping happen there.
+//! - The consume side is *strict*: [`validate`] decides, once, what is a valid row.
+//!
+//! Typed structs for the 1.4 schema ([`api`]) document the API's quirks and are what the
+//! emulator is tested against; the data path keeps `serde_json::Value` so unknown fields and
+//! malformed records survive to the point where they can be judged.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// Fields of `login` that must never be stored anywhere.
+pub const CREDENTIAL_FIELDS: &[&str] = &["password", "salt", "md5", "sha1", "sha256"];
+
+/// Longest `login.uuid` accepted as a record id; longer ones get a derived id (and are
+/// dead-lettered later as `invalid_id`).
+pub const MAX_ID_LEN: usize = 64;
+
+/// Largest accepted length of any single text field of a row, in bytes.
+pub const MAX_FIELD_BYTES: usize = 2048;
+
+/// Schema name carried in the `schema` header of every produced record.
+pub const SCHEMA_NAME: &str = "pipeline.users_created.compat.v1";
+
+/// Typed form of the randomuser.me 1.4 response, quirks included.
+pub mod api {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Response {
+        pub results: Vec<User>,
+        pub info: Option<Info>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Info {
+        pub seed: String,
+        pub results: u32,
+        pub page: u32,
+        pub version: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct User {
+        pub gender: Option<String>,
+        pub name: Option<Name>,
+        pub location: Option<Location>,
+        pub email: Option<String>,
+        pub login: Option<Login>,
+        pub dob: Option<DateAge>,
+        pub registered: Option<DateAge>,
+        pub phone: Option<String>,
+        pub cell: Option<String>,
+        pub id: Option<IdDoc>,
+        pub picture: Option<Picture>,
+        pub nat: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Name {
+        pub title: String,
+        pub first: String,
+        pub last: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Location {
+        pub street: Street,
+        pub city: String,
+        pub state: String,
+        pub country: String,
+        /// A number for most nationalities, a string for CA, GB, IE, NL...
+        pub postcode: Postcode,
+        pub coordinates: Coordinates,
+        pub timezone: Timezone,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Street {
+        pub number: i64,
+        pub name: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(untagged)]
+    pub enum Postcode {
+        Number(i64),
+        Text(String),
+    }
+
+    impl std::fmt::Display for Postcode {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Self::Number(n) => write!(f, "{n}"),
+                Self::Text(s) => f.write_str(s),
+            }
+        }
+    }
+
+    /// Coordinates come as strings, not numbers.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Coordinates {
+        pub latitude: String,
+        pub longitude: String,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Timezone {
+        pub offset: String,
+        pub description: String,
+    }
+
+    /// Credentials are read only to be dropped: see [`super::strip_credentials`].
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Login {
+        pub uuid: String,
+        pub username: String,
+        pub password: Option<String>,
+        pub salt: Option<String>,
+        pub md5: Option<String>,
+        pub sha1: Option<String>,
+        pub sha256: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct DateAge {
+        pub date: String,
+        pub age: u32,
+    }
+
+    /// `value` is null for some nationalities.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct IdDoc {
+        pub name: String,
+        pub value: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct Picture {
+        pub large: String,
+        pub medium: String,
+        pub thumbnail: String,
+    }
+}
+
+/// Why an API answer could not be split into users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("response is not JSON: {0}")]
+    NotJson(String),
+    #[error("API answered with an error: {0}")]
+    ApiError(String),
+    #[error("response has no `results` array")]
+    NoResults,
+}
+
+/// One user as landed: id, credential-free JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawUser {
+    /// `login.uuid` when it is a short string, else an id derived from the content.
+    pub id: String,
+    /// The user object without credential fields.
+    pub json: Value,
+}
+
+/// Splits an API response body into users, stripping credentials and choosing ids.
+///
+/// # Errors
+/// [`PageError`] when the body is not JSON, carries an `error`, or lacks `results`. Individual
+/// malformed users are *not* errors here (see the module doc).
+pub fn split_page(body: &[u8]) -> Result<Vec<RawUser>, PageError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| PageError::NotJson(e.to_string()))?;
+    let Value::Object(mut top) = value else {
+        return Err(PageError::NotJson("top level is not an object".into()));
+    };
+    if let Some(err) = top.get("error") {
+        return Err(PageError::ApiError(truncate_for_log(&err.to_string())));
+    }
+    let Some(Value::Array(results)) = top.remove("results") else {
+        return Err(PageError::NoResults);
+    };
+    Ok(results
+        .into_iter()
+        .map(|mut json| {
+            strip_credentials(&mut json);
+            let id = record_id(&json);
+            RawUser { id, json }
+        })
+        .collect())
+}
+
+/// Removes `login.password`, `salt`, `md5`, `sha1`, `sha256` in place.
+pub fn strip_credentials(user: &mut Value) {
+    if let Some(Value::Object(login)) = user.get_mut("login") {
+        for field in CREDENTIAL_FIELDS {
+            login.remove(*field);
+        }
+    }
+}
+
+/// The record id: `login.uuid` if it is a non-empty string of at most [`MAX_ID_LEN`] bytes;
+/// otherwise `derived-<hash>` of the record's canonical JSON, stable for the same content
+/// (so retries of the same page land the same row).
+pub fn record_id(user: &Value) -> String {
+    match user.pointer("/login/uuid") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => s.clone(),
+        _ => {
+            let canonical = serde_json::to_vec(user).unwrap_or_default();
+            format!("derived-{:016x}{:016x}", fnv1a(&canonical, 0), fnv1a(&canonical, 1))
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8], salt: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+fn truncate_for_log(s: &str) -> String {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Builds the Kafka value: the old stack's flat JSON message, `id` = record id.
+///
+/// Lenient on purpose: a field absent in the user is absent in the message, a field of the
+/// wrong type is copied as it is, so that [`validate`] can name it.
+pub fn encode_message(id: &str, user: &Value) -> Vec<u8> {
+    let mut msg = Map::with_capacity(12);
+    msg.insert("id".into(), Value::String(id.to_string()));
+    let copy = |msg: &mut Map<String, Value>, key: &str, pointer: &str| {
+        if let Some(v) = user.pointer(pointer) {
+            msg.insert(key.into(), v.clone());
+        }
+    };
+    copy(&mut msg, "first_name", "/name/first");
+    copy(&mut msg, "last_name", "/name/last");
+    copy(&mut msg, "gender", "/gender");
+    if let Some(location) = user.get("location") {
+        msg.insert("address".into(), compose_address(location));
+        if let Some(pc) = location.get("postcode") {
+            msg.insert("post_code".into(), scalar_as_string(pc));
+        }
+    }
+    copy(&mut msg, "email", "/email");
+    copy(&mut msg, "username", "/login/username");
+    copy(&mut msg, "dob", "/dob/date");
+    copy(&mut msg, "registered_date", "/registered/date");
+    copy(&mut msg, "phone", "/phone");
+    copy(&mut msg, "picture", "/picture/medium");
+    serde_json::to_vec(&Value::Object(msg)).unwrap_or_default()
+}
+
+/// Postcodes are numbers for some nationalities: they become strings; anything else is kept.
+fn scalar_as_string(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        other => other.clone(),
+    }
+}
+
+/// "<number> <street>, <city>, <state>, <country>" as the old stack built it; the raw
+/// location when a part is missing or not a scalar (so validation rejects it by name).
+fn compose_address(location: &Value) -> Value {
+    let part = |pointer: &str| -> Option<String> {
+        match location.pointer(pointer)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    match (
+        part("/street/number"),
+        part("/street/name"),
+        part("/city"),
+        part("/state"),
+        part("/country"),
+    ) {
+        (Some(number), Some(street), Some(city), Some(state), Some(country)) => {
+            Value::String(format!("{number} {street}, {city}, {state}, {country}"))
+        }
+        _ => location.clone(),
+    }
+}
+
+/// Why a message was dead-lettered: a small, fixed set (used as a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    NotJson,
+    NotObject,
+    MissingField,
+    WrongType,
+    InvalidId,
+    InvalidDate,
+    TooLarge,
+    KeyMismatch,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 8] = [
+        Self::NotJson,
+        Self::NotObject,
+        Self::MissingField,
+        Self::WrongType,
+        Self::InvalidId,
+        Self::InvalidDate,
+        Self::TooLarge,
+        Self::KeyMismatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotJson => "not_json",
+            Self::NotObject => "not_object",
+            Self::MissingField => "missing_field",
+            Self::WrongType => "wrong_type",
+            Self::InvalidId => "invalid_id",
+            Self::InvalidDate => "invalid_date",
+            Self::TooLarge => "too_large",
+            Self::KeyMismatch => "key_mismatch",
+        }
+    }
+}
+
+/// A failed validation: the reason (bounded) and a human detail naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One row of `created_users`: the old stack's columns plus `dob` and `fetched_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: uuid::Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub gender: Option<String>,
+    pub address: Option<String>,
+    pub post_code: Option<String>,
+    pub email: String,
+    pub username: String,
+    pub dob: Option<String>,
+    pub registered_date: Option<String>,
+    pub phone: Option<String>,
+    pub picture: Option<String>,
+    /// Fetch time, unix milliseconds: the write timestamp and the latency origin.
+    pub fetched_at_ms: i64,
+}
+
+/// Largest message accepted by [`validate`], in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Decodes and validates a Kafka value into a row.
+///
+/// Rules: JSON object; `id` a UUID equal to the record key (when a key is present);
+/// `first_name`, `last_name`, `email`, `username` present non-empty strings; the other
+/// columns absent/null or strings; `dob`/`registered_date` RFC 3339; every string at most
+/// [`MAX_FIELD_BYTES`]; the whole message at most [`MAX_MESSAGE_BYTES`].
+///
+/// # Errors
+/// The first [`Rejection`] found.
+pub fn validate(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    fetched_at_ms: i64,
+) -> Result<UserRow, Rejection> {
+    let value = value.ok_or_else(|| Rejection::new(RejectReason::NotJson, "record has no value"))?;
+    if value.len() > MAX_MESSAGE_BYTES {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("message is {} bytes, limit {MAX_MESSAGE_BYTES}", value.len()),
+        ));
+    }
+    let parsed: Value = serde_json::from_slice(value)
+        .map_err(|e| Rejection::new(RejectReason::NotJson, format!("invalid JSON: {e}")))?;
+    let Value::Object(obj) = parsed else {
+        return Err(Rejection::new(RejectReason::NotObject, "message is not a JSON object"));
+    };
+    let required = |field: &str| -> Result<String, Rejection> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Err(Rejection::new(
+                RejectReason::MissingField,
+                format!("`{field}` is missing"),
+            )),
+            Some(Value::String(s)) if s.is_empty() => Err(Rejection::new(
+                RejectReason::MissingField,
+                format!("`{field}` is empty"),
+            )),
+            Some(Value::String(s)) => bounded(field, s).map(str::to_owned),
+            Some(other) => Err(wrong_type(field, other)),
+        }
+    };
+    let optional = |field: &str| -> Result<Option<String>, Rejection> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => bounded(field, s).map(|s| Some(s.to_owned())),
+            Some(other) => Err(wrong_type(field, other)),
+        }
+    };
+    let id_text = required("id")?;
+    let id = uuid::Uuid::parse_str(&id_text).map_err(|_| {
+        Rejection::new(
+            RejectReason::InvalidId,
+            format!("`id` {:?} is not a UUID", truncate_for_log(&id_text)),
+        )
+    })?;
+    if let Some(key) = key
+        && key != id_text.as_bytes()
+    {
+        return Err(Rejection::new(
+            RejectReason::KeyMismatch,
+            "record key differs from `id`",
+        ));
+    }
+    let row = UserRow {
+        id,
+        first_name: required("first_name")?,
+        last_name: required("last_name")?,
+        gender: optional("gender")?,
+        address: optional("address")?,
+        post_code: optional("post_code")?,
+        email: required("email")?,
+        username: required("username")?,
+        dob: optional("dob")?,
+        registered_date: optional("registered_date")?,
+        phone: optional("phone")?,
+        picture: optional("picture")?,
+        fetched_at_ms,
+    };
+    for (field, date) in [("dob", &row.dob), ("registered_date", &row.registered_date)] {
+        if let Some(date) = date
+            && chrono::DateTime::parse_from_rfc3339(date).is_err()
+        {
+            return Err(Rejection::new(
+                RejectReason::InvalidDate,
+                format!("`{field}` {:?} is not an RFC 3339 date", truncate_for_log(date)),
+            ));
+        }
+    }
+    Ok(row)
+}
+
+fn bounded<'a>(field: &str, s: &'a str) -> Result<&'a str, Rejection> {
+    if s.len() > MAX_FIELD_BYTES {
+        Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("`{field}` is {} bytes, limit {MAX_FIELD_BYTES}", s.len()),
+        ))
+    } else {
+        Ok(s)
+    }
+}
+
+fn wrong_type(field: &str, v: &Value) -> Rejection {
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    Rejection::new(
+        RejectReason::WrongType,
+        format!("`{field}` must be a string, found {kind}"),
+    )
+}
+
+/// Headers of a produced record.
+pub fn message_headers(fetched_at_ms: i64) -> BTreeMap<String, Vec<u8>> {
+    let mut headers = BTreeMap::new();
+    headers.insert("fetched_at".into(), fetched_at_ms.to_string().into_bytes());
+    headers.insert("content-type".into(), b"application/json".to_vec());
+    headers.insert("schema".into(), SCHEMA_NAME.as_bytes().to_vec());
+    headers
+}
+
+/// Reads the `fetched_at` header (unix ms).
+pub fn fetched_at_header(headers: &BTreeMap<String, Vec<u8>>) -> Option<i64> {
+    std::str::from_utf8(headers.get("fetched_at")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Kafka's default partitioner (murmur2 of the key, positive, modulo partitions), so that
+/// records land where the Java producer of the old stack would have put them.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    let hash = murmur2(key) & 0x7fff_ffff;
+    (hash % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as in `org.apache.kafka.common.utils.Utils`.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = 0x9747_b28c ^ (len as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn sample_user() -> Value {
+        json!({
+            "gender": "female",
+            "name": {"title": "Ms", "first": "Ada", "last": "Lovelace"},
+            "location": {
+                "street": {"number": 4021, "name": "Main St"},
+                "city": "Leeds", "state": "West Yorkshire", "country": "United Kingdom",
+                "postcode": "LS1 4AP",
+                "coordinates": {"latitude": "-37.1", "longitude": "121.7"},
+                "timezone": {"offset": "+5:30", "description": "x"}
+            },
+            "email": "ada@example.com",
+            "login": {"uuid": "8c0e7a4e-3f2b-4c1a-9d7e-1a2b3c4d5e6f", "username": "ada1815",
+                      "password": "hunter2", "salt": "s", "md5": "m", "sha1": "h", "sha256": "z"},
+            "dob": {"date": "1993-07-20T09:44:18.674Z", "age": 31},
+            "registered": {"date": "2015-01-02T03:04:05.006Z", "age": 9},
+            "phone": "0161 123", "cell": "0777",
+            "id": {"name": "NINO", "value": null},
+            "picture": {"large": "https://l", "medium": "https://m", "thumbnail": "https://t"},
+            "nat": "GB"
+        })
+    }
+
+    fn page(users: Vec<Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({"results": users, "info": {"seed": "s", "results": 1, "page": 1, "version": "1.4"}}))
+            .expect("encode")
+    }
+
+    #[test]
+    fn typed_schema_accepts_quirks() {
+        let mut numeric = sample_user();
+        numeric["location"]["postcode"] = json!(91523);
+        let body = page(vec![sample_user(), numeric]);
+        let resp: api::Response = serde_json::from_slice(&body).expect("typed parse");
+        assert_eq!(resp.results[0].location.as_ref().map(|l| l.postcode.to_string()), Some("LS1 4AP".into()));
+        assert_eq!(resp.results[1].location.as_ref().map(|l| l.postcode.to_string()), Some("91523".into()));
+        assert_eq!(resp.results[0].id.as_ref().and_then(|i| i.value.clone()), None);
+    }
+
+    #[test]
+    fn split_strips_credentials_and_keeps_uuid() {
+        let users = split_page(&page(vec![sample_user()])).expect("split");
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].id, "8c0e7a4e-3f2b-4c1a-9d7e-1a2b3c4d5e6f");
+        let text = users[0].json.to_string();
+        for secret in ["hunter2", "\"salt\"", "md5", "sha1", "sha256", "password"] {
+            assert!(!text.contains(secret), "{secret} survived: {text}");
+        }
+        assert_eq!(users[0].json.pointer("/login/username"), Some(&json!("ada1815")));
+    }
+
+    #[test]
+    fn split_rejects_error_bodies() {
+        assert!(matches!(split_page(b"{\"error\":\"Uh oh\"}"), Err(PageError::ApiError(_))));
+        assert!(matches!(split_page(b"{\"results\":[1,"), Err(PageError::NotJson(_))));
+        assert!(matches!(split_page(b"{\"info\":{}}"), Err(PageError::NoResults)));
+        assert!(matches!(split_page(b"[]"), Err(PageError::NotJson(_))));
+    }
+
+    #[test]
+    fn missing_or_huge_uuid_gets_stable_derived_id() {
+        let mut u = sample_user();
+        u["login"].as_object_mut().expect("obj").remove("uuid");
+        let a = record_id(&u);
+        assert!(a.starts_with("derived-"));
+        assert_eq!(a, record_id(&u.clone()));
+        u["login"]["uuid"] = json!("x".repeat(MAX_ID_LEN + 1));
+        assert!(record_id(&u).starts_with("derived-"));
+        u["login"]["uuid"] = json!(42);
+        assert!(record_id(&u).starts_with("derived-"));
+    }
+
+    #[test]
+    fn message_round_trips_through_validation() {
+        let users = split_page(&page(vec![sample_user()])).expect("split");
+        let value = encode_message(&users[0].id, &users[0].json);
+        let row = validate(Some(users[0].id.as_bytes()), Some(&value), 1_700_000_000_000).expect("valid");
+        assert_eq!(row.id.to_string(), users[0].id);
+        assert_eq!(row.first_name, "Ada");
+        assert_eq!(row.address.as_deref(), Some("4021 Main St, Leeds, West Yorkshire, United Kingdom"));
+        assert_eq!(row.post_code.as_deref(), Some("LS1 4AP"));
+        assert_eq!(row.username, "ada1815");
+        assert_eq!(row.picture.as_deref(), Some("https://m"));
+        assert_eq!(row.dob.as_deref(), Some("1993-07-20T09:44:18.674Z"));
+        assert_eq!(row.fetched_at_ms, 1_700_000_000_000);
+        let text = String::from_utf8(value).expect("utf8");
+        assert!(!text.contains("hunter2"));
+    }
+
+    fn reason_for(mutate: impl FnOnce(&mut Value)) -> RejectReason {
+        let mut u = sample_user();
+        mutate(&mut u);
+        strip_credentials(&mut u);
+        let id = record_id(&u);
+        let value = encode_message(&id, &u);
+        match validate(Some(id.as_bytes()), Some(&value), 0) {
+            Ok(row) => panic!("accepted {row:?}"),
+            Err(r) => r.reason,
+        }
+    }
+
+    #[test]
+    fn each_fault_has_its_reason() {
+        assert_eq!(reason_for(|u| { u.as_object_mut().map(|o| o.remove("email")); }), RejectReason::MissingField);
+        assert_eq!(reason_for(|u| u["name"]["first"] = json!(["a"])), RejectReason::WrongType);
+        assert_eq!(reason_for(|u| u["dob"]["date"] = json!(12345)), RejectReason::WrongType);
+        assert_eq!(reason_for(|u| u["dob"]["date"] = json!("yesterday")), RejectReason::InvalidDate);
+        assert_eq!(reason_for(|u| u["login"]["uuid"] = json!("not-a-uuid")), RejectReason::InvalidId);
+        assert_eq!(reason_for(|u| { u["login"].as_object_mut().map(|o| o.remove("uuid")); }), RejectReason::InvalidId);
+        assert_eq!(reason_for(|u| u["name"]["last"] = json!("x".repeat(MAX_FIELD_BYTES + 1))), RejectReason::TooLarge);
+        assert_eq!(reason_for(|u| u["location"]["street"] = json!(null)), RejectReason::WrongType);
+    }
+
+    #[test]
+    fn raw_bytes_rejections() {
+        let r = validate(None, Some(b"{not json"), 0).expect_err("bad");
+        assert_eq!(r.reason, RejectReason::NotJson);
+        let r = validate(None, Some(b"[1]"), 0).expect_err("bad");
+        assert_eq!(r.reason, RejectReason::NotObject);
+        let r = validate(None, None, 0).expect_err("bad");
+        assert_eq!(r.reason, RejectReason::NotJson);
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(validate(None, Some(&big), 0).expect_err("bad").reason, RejectReason::TooLarge);
+        let users = split_page(&page(vec![sample_user()])).expect("split");
+        let value = encode_message(&users[0].id, &users[0].json);
+        let r = validate(Some(b"other"), Some(&value), 0).expect_err("bad");
+        assert_eq!(r.reason, RejectReason::KeyMismatch);
+    }
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(murmur2(&[b'a', b'b', b'c']) as i32, 479470107);
+        for p in 1..20 {
+            let part = partition_for_key(b"some-key", p);
+            assert!((0..p).contains(&part));
+        }
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let h = message_headers(1234);
+        assert_eq!(fetched_at_header(&h), Some(1234));
+        assert_eq!(h.get("schema").map(Vec::as_slice), Some(SCHEMA_NAME.as_bytes()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn validate_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = validate(None, Some(&bytes), 0);
+            let _ = split_page(&bytes);
+        }
+
+        #[test]
+        fn any_json_user_is_encoded_and_judged(first in ".{0,40}", num in proptest::prelude::any::<i64>(), uuid_text in ".{0,80}") {
+            let mut u = sample_user();
+            u["name"]["first"] = json!(first);
+            u["location"]["street"]["number"] = json!(num);
+            u["login"]["uuid"] = json!(uuid_text);
+            let id = record_id(&u);
+            let value = encode_message(&id, &u);
+            let _ = validate(Some(id.as_bytes()), Some(&value), 0);
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Outbox → Kafka.
+//!
+//! ```text
+//!  outbox (seq order) ──► encode (compat JSON, key = id, headers) ──► group by partition
+//!       ▲                                                                   │ produce, acks
+//!       └──────────────── DELETE acknowledged seqs ◄────────────────────────┘
+//! ```
+//!
+//! Delivery: at least once. Rows leave the outbox only after every partition they went to
+//! acknowledged them. A crash between the acknowledgement and the DELETE re-sends those rows:
+//! duplicates in Kafka, made harmless downstream because the sink's writes are idempotent
+//! (same key, same values, same write timestamp).
+//!
+//! Order: per key, trivially (a user id lands once); across keys, seq order within each
+//! partition, because one relay runs at a time (a Postgres advisory lock elects it when
+//! several daemons share a database) and it produces a partition's records in one request.
+//!
+//! Oversized records (larger than `kafka.max_message_bytes`, which the broker would refuse
+//! forever) go to the dead-letter topic, truncated, with reason `too_large` and stage `relay`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rskafka::record::Record;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DlqConfig};
+use crate::kafka::{self, Partitions};
+use crate::landing::{Landing, pg_error};
+use crate::model;
+use crate::supervise::StageError;
+use crate::telemetry::Metrics;
+
+/// Advisory lock key electing the single relay of a database.
+const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
+
+/// Builds the dead-letter record for `value`: original bytes (truncated to `max_bytes`) and
+/// headers naming stage, reason and origin.
+pub fn dead_letter(
+    dlq: &DlqConfig,
+    key: Option<Vec<u8>>,
+    value: &[u8],
+    mut headers: BTreeMap<String, Vec<u8>>,
+    stage: &str,
+    reason: &str,
+    detail: &str,
+    origin: Option<(&str, i32, i64)>,
+    max_bytes: usize,
+) -> Record {
+    let p = &dlq.header_prefix;
+    let keep = value.len().min(max_bytes.saturating_sub(4096));
+    if keep < value.len() {
+        headers.insert(format!("{p}original_bytes"), value.len().to_string().into_bytes());
+    }
+    headers.insert(format!("{p}stage"), stage.as_bytes().to_vec());
+    headers.insert(format!("{p}reason"), reason.as_bytes().to_vec());
+    let mut end = detail.len().min(1024);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    headers.insert(format!("{p}detail"), detail[..end].as_bytes().to_vec());
+    if let Some((topic, partition, offset)) = origin {
+        headers.insert(format!("{p}topic"), topic.as_bytes().to_vec());
+        headers.insert(format!("{p}partition"), partition.to_string().into_bytes());
+        headers.insert(format!("{p}offset"), offset.to_string().into_bytes());
+    }
+    Record {
+        key,
+        value: Some(value[..keep].to_vec()),
+        headers,
+        timestamp: chrono::Utc::now(),
+    }
+}
+
+/// One outbox row, encoded.
+struct Outgoing {
+    seq: i64,
+    partition: i32,
+    record: Record,
+}
+
+/// The relay stage.
+///
+/// # Errors
+/// Retriable on Postgres or Kafka failures (rows stay in the outbox).
+pub async fn run_relay(
+    config: Arc<Config>,
+    landing: Landing,
+    client: Arc<rskafka::client::Client>,
+    metrics: Metrics,
+    token: CancellationToken,
+    mark_ready: impl Fn(),
+) -> Result<(), StageError> {
+    let k = &config.kafka;
+    let partitions = kafka::ensure_topic(&client, k, &k.topic).await?;
+    let dlq_partitions = kafka::ensure_topic(&client, k, &config.dlq.topic).await?;
+    let topic = Partitions::new(Arc::clone(&client), &k.topic, k.request_timeout);
+    let dlq = Partitions::new(Arc::clone(&client), &config.dlq.topic, k.request_timeout);
+    let compression = kafka::compression(k.compression);
+
+    // Single relay per database: hold the advisory lock on a connection of our own.
+    let mut lock_conn = landing
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| pg_error("acquire", &e))?
+        .detach();
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut lock_conn)
+            .await
+            .map_err(|e| pg_error("advisory lock", &e))?;
+        if got {
+            break;
+        }
+        mark_ready();
+        tracing::info!("another relay holds the outbox lock; standing by");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = token.cancelled() => return Ok(()),
+        }
+    }
+    mark_ready();
+
+    let mut last_backlog_check = Instant::now() - Duration::from_secs(60);
+    while !token.is_cancelled() {
+        if last_backlog_check.elapsed() >= Duration::from_secs(1) {
+            metrics.outbox_backlog.set(landing.outbox_backlog().await?);
+            last_backlog_check = Instant::now();
+        }
+        let started = Instant::now();
+        let rows = sqlx::query(
+            "SELECT o.seq, u.id, (extract(epoch FROM u.fetched_at) * 1000)::bigint, u.raw::text \
+             FROM outbox o JOIN users_landed u ON u.id = o.user_id \
+             ORDER BY o.seq LIMIT $1",
+        )
+        .bind(i64::from(config.postgres.relay_batch_rows))
+        .fetch_all(landing.pool())
+        .await
+        .map_err(|e| pg_error("read outbox", &e))?;
+        if rows.is_empty() {
+            metrics.outbox_backlog.set(0);
+            tokio::select! {
+                () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
+                () = token.cancelled() => {}
+            }
+            continue;
+        }
+        let mut by_partition: BTreeMap<i32, Vec<Outgoing>> = BTreeMap::new();
+        let mut too_large: Vec<Outgoing> = Vec::new();
+        for row in &rows {
+            let seq: i64 = row.try_get(0).map_err(|e| pg_error("decode", &e))?;
+            let id: String = row.try_get(1).map_err(|e| pg_error("decode", &e))?;
+            let fetched_at_ms: i64 = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
+            let raw: String = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
+            let user: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+            let value = model::encode_message(&id, &user);
+            let key = id.into_bytes();
+            let partition = model::partition_for_key(&key, partitions);
+            let headers = model::message_headers(fetched_at_ms);
+            if value.len() + key.len() + 512 > k.max_message_bytes {
+                let record = dead_letter(
+                    &config.dlq,
+                    Some(key.clone()),
+                    &value,
+                    headers,
+                    "relay",
+                    model::RejectReason::TooLarge.as_str(),
+                    &format!("encoded message is {} bytes, kafka.max_message_bytes is {}", value.len(), k.max_message_bytes),
+                    None,
+                    k.max_message_bytes,
+                );
+                too_large.push(Outgoing {
+                    seq,
+                    partition: model::partition_for_key(&key, dlq_partitions),
+                    record,
+                });
+                continue;
+            }
+            by_partition.entry(partition).or_default().push(Outgoing {
+                seq,
+                partition,
+                record: Record {
+                    key: Some(key),
+                    value: Some(value),
+                    headers,
+                    timestamp: chrono::Utc::now(),
+                },
+            });
+        }
+        let mut seqs: Vec<i64> = Vec::with_capacity(rows.len());
+        let mut produces = Vec::new();
+        for (partition, outgoing) in by_partition {
+            seqs.extend(outgoing.iter().map(|o| o.seq));
+            let records: Vec<Record> = outgoing.into_iter().map(|o| o.record).collect();
+            let topic = &topic;
+            produces.push(async move {
+                let pc = topic.get(partition).await?;
+                kafka::deadline("produce", k.request_timeout, pc.produce(records, compression)).await
+            });
+        }
+        let produced: usize = futures::future::try_join_all(produces)
+            .await?
+            .iter()
+            .map(Vec::len)
+            .sum();
+        let dead = too_large.len();
+        for o in too_large {
+            seqs.push(o.seq);
+            let pc = dlq.get(o.partition).await?;
+            kafka::deadline("produce dlq", k.request_timeout, pc.produce(vec![o.record], compression)).await?;
+            metrics
+                .dead_letters
+                .with_label_values(&[model::RejectReason::TooLarge.as_str()])
+                .inc();
+        }
+        sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .execute(landing.pool())
+            .await
+            .map_err(|e| pg_error("delete relayed", &e))?;
+        metrics
+            .records
+            .with_label_values(&["relay"])
+            .inc_by(produced as u64);
+        metrics
+            .batch_duration
+            .with_label_values(&["relay"])
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(produced, dead, "relayed");
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! Cassandra: schema, idempotent row writes, and the offset store.
+//!
+//! Replays are harmless by construction. A row is an upsert keyed by the user id, with every
+//! column bound from the Kafka record and written `USING TIMESTAMP` of the record's fetch time
+//! (microseconds). Writing the same record twice therefore produces the same cells with the
+//! same write timestamps: byte-identical state, whatever the order or number of replays.
+//! Offsets are stored (`pipeline_offsets`) only *after* every row and dead letter of a batch
+//! was acknowledged, so a crash re-delivers from the last stored offset and at worst repeats
+//! writes that were already made.
+//!
+//! The driver sits behind [`RowSink`] so it can be swapped (see docs/performance.md).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use cdrs_tokio::authenticators::{NoneAuthenticatorProvider, StaticPasswordAuthenticatorProvider};
+use cdrs_tokio::cluster::session::{Session, SessionBuilder, TcpSessionBuilder};
+use cdrs_tokio::cluster::{NodeTcpConfigBuilder, TcpConnectionManager};
+use cdrs_tokio::consistency::Consistency;
+use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
+use cdrs_tokio::frame::message_batch::BatchType;
+use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
+use cdrs_tokio::statement::StatementParamsBuilder;
+use cdrs_tokio::transport::TransportTcp;
+use cdrs_tokio::types::IntoRustByName;
+use cdrs_tokio::types::value::Value;
+use futures::StreamExt;
+
+use crate::config::{CassandraConfig, ConsistencyLevel, WriteMode};
+use crate::model::UserRow;
+use crate::supervise::StageError;
+
+type CdrsSession = Session<
+    TransportTcp,
+    TcpConnectionManager,
+    RoundRobinLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
+>;
+
+/// Where rows and offsets go.
+pub trait RowSink: Send + Sync + 'static {
+    /// Writes rows; returns when every one is acknowledged.
+    fn write_rows(&self, rows: &[UserRow]) -> impl Future<Output = Result<(), StageError>> + Send;
+    /// The stored next offset of a partition.
+    fn load_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<Option<i64>, StageError>> + Send;
+    /// Stores the next offset to process of a partition.
+    fn store_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> impl Future<Output = Result<(), StageError>> + Send;
+}
+
+/// CQL of the users table: the old stack's columns plus `dob` and `fetched_at`.
+pub fn users_table_cql(keyspace: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {keyspace}.{table} (\
+         id uuid PRIMARY KEY, first_name text, last_name text, gender text, address text, \
+         post_code text, email text, username text, dob text, registered_date text, \
+         phone text, picture text, fetched_at timestamp)"
+    )
+}
+
+fn consistency(level: ConsistencyLevel) -> Consistency {
+    match level {
+        ConsistencyLevel::Any => Consistency::Any,
+        ConsistencyLevel::One => Consistency::One,
+        ConsistencyLevel::Two => Consistency::Two,
+        ConsistencyLevel::Three => Consistency::Three,
+        ConsistencyLevel::Quorum => Consistency::Quorum,
+        ConsistencyLevel::All => Consistency::All,
+        ConsistencyLevel::LocalQuorum => Consistency::LocalQuorum,
+        ConsistencyLevel::EachQuorum => Consistency::EachQuorum,
+        ConsistencyLevel::LocalOne => Consistency::LocalOne,
+    }
+}
+
+/// Classifies a driver error: authentication and schema problems are fatal.
+pub fn cql_error(context: &str, e: &cdrs_tokio::error::Error) -> StageError {
+    let text = e.to_string();
+    let fatal = text.contains("AuthenticationError")
+        || text.contains("Unauthorized")
+        || text.contains("Bad credentials")
+        || text.contains("Undefined column")
+        || text.contains("unconfigured table");
+    if fatal {
+        StageError::fatal(format!("cassandra {context}: {text}"))
+    } else {
+        StageError::retriable(format!("cassandra {context}: {text}"))
+    }
+}
+
+/// The cdrs-tokio sink.
+pub struct CassandraSink {
+    session: Arc<CdrsSession>,
+    insert: PreparedQuery,
+    store_offset: PreparedQuery,
+    load_offset: PreparedQuery,
+    config: CassandraConfig,
+}
+
+impl CassandraSink {
+    /// Connects, creates the schema when allowed, prepares statements.
+    ///
+    /// # Errors
+    /// Retriable when Cassandra is unreachable; fatal on auth or schema errors.
+    pub async fn connect(config: &CassandraConfig) -> Result<Self, StageError> {
+        let mut builder = NodeTcpConfigBuilder::new()
+            .with_contact_points(config.contact_points.iter().map(|c| c.as_str().into()).collect());
+        builder = match &config.password {
+            Some(password) => builder.with_authenticator_provider(Arc::new(
+                StaticPasswordAuthenticatorProvider::new(&config.username, &password.expose().to_string()),
+            )),
+            None => builder.with_authenticator_provider(Arc::new(NoneAuthenticatorProvider)),
+        };
+        let node_config = tokio::time::timeout(config.request_timeout, builder.build())
+            .await
+            .map_err(|_| StageError::retriable("cassandra connect: timed out"))?
+            .map_err(|e| cql_error("connect", &e))?;
+        let session = tokio::time::timeout(
+            config.request_timeout,
+            TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config).build(),
+        )
+        .await
+        .map_err(|_| StageError::retriable("cassandra session: timed out"))?
+        .map_err(|e| StageError::retriable(format!("cassandra session: {e}")))?;
+        let session = Arc::new(session);
+        let ks = &config.keyspace;
+        if config.create_schema {
+            for cql in [
+                format!(
+                    "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+                     {{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+                    config.replication_factor
+                ),
+                users_table_cql(ks, &config.table),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.{} (topic text, partition int, \
+                     next_offset bigint, updated_at timestamp, PRIMARY KEY ((topic), partition))",
+                    config.offsets_table
+                ),
+            ] {
+                session
+                    .query(cql)
+                    .await
+                    .map_err(|e| cql_error("create schema", &e))?;
+            }
+        }
+        let prepare = |cql: String| {
+            let session = Arc::clone(&session);
+            async move { session.prepare(cql).await.map_err(|e| cql_error("prepare", &e)) }
+        };
+        let insert = prepare(format!(
+            "INSERT INTO {ks}.{} (id, first_name, last_name, gender, address, post_code, email, \
+             username, dob, registered_date, phone, picture, fetched_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+            config.table
+        ))
+        .await?;
+        let store_offset = prepare(format!(
+            "INSERT INTO {ks}.{} (topic, partition, next_offset, updated_at) VALUES (?, ?, ?, ?)",
+            config.offsets_table
+        ))
+        .await?;
+        let load_offset = prepare(format!(
+            "SELECT next_offset FROM {ks}.{} WHERE topic = ? AND partition = ?",
+            config.offsets_table
+        ))
+        .await?;
+        Ok(Self {
+            session,
+            insert,
+            store_offset,
+            load_offset,
+            config: config.clone(),
+        })
+    }
+
+    fn row_values(row: &UserRow) -> QueryValues {
+        QueryValues::SimpleValues(vec![
+            Value::from(row.id),
+            Value::from(row.first_name.clone()),
+            Value::from(row.last_name.clone()),
+            Value::from(row.gender.clone()),
+            Value::from(row.address.clone()),
+            Value::from(row.post_code.clone()),
+            Value::from(row.email.clone()),
+            Value::from(row.username.clone()),
+            Value::from(row.dob.clone()),
+            Value::from(row.registered_date.clone()),
+            Value::from(row.phone.clone()),
+            Value::from(row.picture.clone()),
+            Value::from(row.fetched_at_ms),
+            // Write timestamp in microseconds: the fetch time, identical on every replay.
+            Value::from(row.fetched_at_ms.saturating_mul(1000)),
+        ])
+    }
+
+    fn params(&self, values: QueryValues) -> cdrs_tokio::statement::StatementParams {
+        StatementParamsBuilder::new()
+            .with_values(values)
+            .with_consistency(consistency(self.config.consistency))
+            .idempotent(true)
+            .build()
+    }
+
+    async fn exec(&self, prepared: &PreparedQuery, values: QueryValues, what: &str) -> Result<(), StageError> {
+        let params = self.params(values);
+        tokio::time::timeout(
+            self.config.request_timeout,
+            self.session.exec_with_params(prepared, &params),
+        )
+        .await
+        .map_err(|_| StageError::retriable(format!("cassandra {what}: timed out")))?
+        .map(|_| ())
+        .map_err(|e| cql_error(what, &e))
+    }
+}
+
+impl CassandraSink {
+    async fn exec_batch(&self, chunk: Vec<QueryValues>) -> Result<(), StageError> {
+        let mut batch = BatchQueryBuilder::new()
+            .with_batch_type(BatchType::Unlogged)
+            .with_consistency(consistency(self.config.consistency));
+        for values in chunk {
+            batch = batch.add_query_prepared(&self.insert, values);
+        }
+        let batch = batch
+            .build()
+            .map_err(|e| StageError::retriable(format!("cassandra batch: {e}")))?;
+        tokio::time::timeout(self.config.request_timeout, self.session.batch(batch))
+            .await
+            .map_err(|_| StageError::retriable("cassandra batch: timed out"))?
+            .map(|_| ())
+            .map_err(|e| cql_error("batch", &e))
+    }
+}
+
+impl RowSink for CassandraSink {
+    async fn write_rows(&self, rows: &[UserRow]) -> Result<(), StageError> {
+        // Owned values first: closures over borrowed rows trip a higher-ranked lifetime
+        // limitation of `Send` futures.
+        let values: Vec<QueryValues> = rows.iter().map(Self::row_values).collect();
+        match self.config.write_mode {
+            WriteMode::Concurrent => {
+                let mut writes = futures::stream::iter(values)
+                    .map(|v| self.exec(&self.insert, v, "insert"))
+                    .buffer_unordered(self.config.write_concurrency);
+                while let Some(result) = writes.next().await {
+                    result?;
+                }
+                Ok(())
+            }
+            WriteMode::UnloggedBatch => {
+                let mut chunks: Vec<Vec<QueryValues>> = Vec::new();
+                let mut iter = values.into_iter().peekable();
+                while iter.peek().is_some() {
+                    chunks.push(iter.by_ref().take(self.config.batch_rows).collect());
+                }
+                let mut writes = futures::stream::iter(chunks)
+                    .map(|chunk| self.exec_batch(chunk))
+                    .buffer_unordered(self.config.write_concurrency);
+                while let Some(result) = writes.next().await {
+                    result?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn load_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StageError> {
+        let params = StatementParamsBuilder::new()
+            .with_values(QueryValues::SimpleValues(vec![
+                Value::from(topic.to_string()),
+                Value::from(partition),
+            ]))
+            .with_consistency(consistency(self.config.consistency))
+            .idempotent(true)
+            .build();
+        let envelope = tokio::time::timeout(
+            self.config.request_timeout,
+            self.session.exec_with_params(&self.load_offset, &params),
+        )
+        .await
+        .map_err(|_| StageError::retriable("cassandra load offset: timed out"))?
+        .map_err(|e| cql_error("load offset", &e))?;
+        let rows = envelope
+            .response_body()
+            .map_err(|e| cql_error("load offset", &e))?
+            .into_rows()
+            .unwrap_or_default();
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => row
+                .get_by_name("next_offset")
+                .map_err(|e| cql_error("load offset", &e)),
+        }
+    }
+
+    async fn store_offset(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), StageError> {
+        let values = QueryValues::SimpleValues(vec![
+            Value::from(topic.to_string()),
+            Value::from(partition),
+            Value::from(next_offset),
+            Value::from(chrono::Utc::now().timestamp_millis()),
+        ]);
+        self.exec(&self.store_offset, values, "store offset").await
+    }
+}

@@ -1,0 +1,499 @@
+//! The user API client: rate budget, retries, schedule.
+//!
+//! Delivery: a fetched page is handed to landing over a bounded channel; nothing is
+//! acknowledged to anyone, so a crash loses at most the pages in flight, which are fetched
+//! again: with a `seed`, pages are deterministic and resumed from what landing committed
+//! (`landing_batches`), so a restarted bounded run lands exactly the same users.
+//!
+//! Retry policy, in one place ([`FetchError::is_retriable`]): timeouts, connection errors,
+//! 429 (honouring `Retry-After`), 5xx and unparseable bodies are retried with the shared
+//! backoff; other 4xx are the request's fault and stop the daemon (fatal).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BackoffConfig, ScheduleMode, SourceConfig};
+use crate::model::{self, PageError, RawUser};
+use crate::supervise::{Backoff, StageError};
+use crate::telemetry::Metrics;
+
+/// Longest `Retry-After` honoured; longer values are clamped.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Highest page the API serves for a seed.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// One fetched page, ready to land.
+#[derive(Debug, Clone)]
+pub struct FetchedPage {
+    /// The seed asked for (empty: random users).
+    pub seed: String,
+    /// The page asked for (seeded runs only).
+    pub page: Option<u32>,
+    /// Fetch completion time, unix milliseconds.
+    pub fetched_at_ms: i64,
+    pub users: Vec<RawUser>,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("rate limited (429), retry after {0:?}")]
+    RateLimited(Option<Duration>),
+    #[error("server error {0}")]
+    Server(u16),
+    #[error("request refused with {status}: {body}")]
+    Client { status: u16, body: String },
+    #[error("unusable body: {0}")]
+    Body(#[from] PageError),
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+impl FetchError {
+    /// The one retry decision of the source.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, Self::Client { .. })
+    }
+
+    /// Metric label of the outcome.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Connect(_) => "connect_error",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Server(_) => "server_error",
+            Self::Client { .. } => "client_error",
+            Self::Body(PageError::ApiError(_)) => "api_error",
+            Self::Body(_) => "malformed_body",
+            Self::Transport(_) => "transport_error",
+        }
+    }
+}
+
+/// Spaces requests `1/requests_per_second` apart across all workers.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(requests_per_second: f64) -> Self {
+        Self {
+            interval: Duration::from_secs_f64(1.0 / requests_per_second),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for this caller's slot.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// HTTP client for the randomuser API.
+#[derive(Clone)]
+pub struct UserApiClient {
+    http: reqwest::Client,
+    config: Arc<SourceConfig>,
+    limiter: Arc<RateLimiter>,
+    metrics: Metrics,
+    backoff: BackoffConfig,
+}
+
+impl UserApiClient {
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS backend).
+    pub fn new(
+        config: &SourceConfig,
+        backoff: &BackoffConfig,
+        metrics: Metrics,
+    ) -> Result<Self, FetchError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("pipeline/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            config: Arc::new(config.clone()),
+            limiter: Arc::new(RateLimiter::new(config.requests_per_second)),
+            metrics,
+            backoff: backoff.clone(),
+        })
+    }
+
+    fn query(&self, page: Option<u32>) -> Vec<(&'static str, String)> {
+        let c = &self.config;
+        let mut q = vec![("results", c.results.to_string()), ("format", "json".into())];
+        if !c.seed.is_empty() {
+            q.push(("seed", c.seed.clone()));
+        }
+        if let Some(page) = page {
+            q.push(("page", page.to_string()));
+        }
+        if !c.nat.is_empty() {
+            q.push(("nat", c.nat.join(",")));
+        }
+        if !c.inc.is_empty() {
+            q.push(("inc", c.inc.join(",")));
+        }
+        if !c.exc.is_empty() {
+            q.push(("exc", c.exc.join(",")));
+        }
+        q
+    }
+
+    /// One request, no retry.
+    ///
+    /// # Errors
+    /// [`FetchError`] classifying the failure.
+    pub async fn fetch_once(&self, page: Option<u32>) -> Result<FetchedPage, FetchError> {
+        self.limiter.acquire().await;
+        let response = self
+            .http
+            .get(&self.config.url)
+            .query(&self.query(page))
+            .send()
+            .await
+            .map_err(|e| classify(&e, self.config.timeout))?;
+        let status = response.status();
+        if status.as_u16() == 429 {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(FetchError::RateLimited(retry_after));
+        }
+        if status.is_server_error() {
+            return Err(FetchError::Server(status.as_u16()));
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let mut end = body.len().min(300);
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            return Err(FetchError::Client {
+                status: status.as_u16(),
+                body: body[..end].to_string(),
+            });
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| classify(&e, self.config.timeout))?;
+        let users = model::split_page(&body)?;
+        Ok(FetchedPage {
+            seed: self.config.seed.clone(),
+            page,
+            fetched_at_ms: chrono::Utc::now().timestamp_millis(),
+            users,
+        })
+    }
+
+    /// Fetches with retries: up to `source.max_attempts`, backoff with jitter, `Retry-After`.
+    ///
+    /// # Errors
+    /// The last error when attempts run out, or at once for a non-retriable one.
+    ///
+    /// # Cancellation
+    /// Cancel-safe: dropping the future abandons the request; nothing is half-written.
+    pub async fn fetch(&self, page: Option<u32>) -> Result<FetchedPage, FetchError> {
+        let mut backoff = Backoff::new(&self.backoff);
+        loop {
+            let started = Instant::now();
+            let result = self.fetch_once(page).await;
+            self.metrics
+                .batch_duration
+                .with_label_values(&["source"])
+                .observe(started.elapsed().as_secs_f64());
+            let error = match result {
+                Ok(p) => {
+                    self.metrics.source_requests.with_label_values(&["ok"]).inc();
+                    return Ok(p);
+                }
+                Err(e) => e,
+            };
+            self.metrics
+                .source_requests
+                .with_label_values(&[error.outcome()])
+                .inc();
+            if !error.is_retriable() || backoff.attempts() + 1 >= self.config.max_attempts {
+                return Err(error);
+            }
+            let mut delay = backoff.next_delay();
+            if let FetchError::RateLimited(Some(after)) = &error {
+                delay = delay.max((*after).min(MAX_RETRY_AFTER));
+            }
+            tracing::debug!(error = %error, ?page, delay_ms = delay.as_millis() as u64, "fetch failed, retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn classify(e: &reqwest::Error, timeout: Duration) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout(timeout)
+    } else if e.is_connect() {
+        FetchError::Connect(e.to_string())
+    } else {
+        FetchError::Transport(e.to_string())
+    }
+}
+
+/// What the source fetches in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunPlan {
+    /// Seeded: these pages, in order (those already landed are skipped by the caller).
+    Pages(Vec<u32>),
+    /// Unseeded: requests until the record/time budget is spent.
+    Random,
+}
+
+/// Pages of a seeded run: `ceil(max_records / results)` pages from `first`, capped at
+/// [`MAX_PAGE`]; all remaining pages when unbounded.
+pub fn plan_pages(first: u32, results: u32, max_records: u64) -> Vec<u32> {
+    let first = first.max(1);
+    if first > MAX_PAGE {
+        return Vec::new();
+    }
+    let count = if max_records == 0 {
+        u64::from(MAX_PAGE - first + 1)
+    } else {
+        max_records.div_ceil(u64::from(results.max(1)))
+    };
+    let last = (u64::from(first) + count - 1).min(u64::from(MAX_PAGE)) as u32;
+    (first..=last).collect()
+}
+
+/// How many users of page `page_index` (0-based within a run) to keep, so that a bounded run
+/// yields exactly `max_records`.
+pub fn keep_from_page(page_index: usize, results: u32, max_records: u64) -> usize {
+    if max_records == 0 {
+        return results as usize;
+    }
+    let before = page_index as u64 * u64::from(results);
+    max_records.saturating_sub(before).min(u64::from(results)) as usize
+}
+
+/// Where seeded runs start: computed by landing from committed pages.
+pub trait PageCursor: Send + Sync {
+    /// Pages of `seed` already landed among `candidates`.
+    fn landed_pages(
+        &self,
+        seed: &str,
+        candidates: &[u32],
+    ) -> impl std::future::Future<Output = Result<Vec<u32>, StageError>> + Send;
+    /// Highest landed page of `seed`, if any.
+    fn last_page(
+        &self,
+        seed: &str,
+    ) -> impl std::future::Future<Output = Result<Option<u32>, StageError>> + Send;
+}
+
+/// The source stage: runs the schedule, sends pages to landing. Returns `Ok` when a bounded
+/// schedule is complete.
+///
+/// # Errors
+/// Retriable when a page could not be fetched within `max_attempts`; fatal on a 4xx.
+pub async fn run_source<C: PageCursor>(
+    client: UserApiClient,
+    cursor: Arc<C>,
+    out: mpsc::Sender<FetchedPage>,
+    token: CancellationToken,
+    mark_ready: impl Fn(),
+) -> Result<(), StageError> {
+    let config = Arc::clone(&client.config);
+    mark_ready();
+    loop {
+        let run_started = Instant::now();
+        let deadline = (!config.max_duration.is_zero()).then(|| run_started + config.max_duration);
+        if config.seed.is_empty() {
+            run_random(&client, &out, &token, deadline).await?;
+        } else {
+            let first = match config.mode {
+                ScheduleMode::Continuous => config.start_page,
+                ScheduleMode::Interval => cursor
+                    .last_page(&config.seed)
+                    .await?
+                    .map_or(config.start_page, |p| p + 1),
+            };
+            let pages = plan_pages(first, config.results, config.max_records);
+            let landed = cursor.landed_pages(&config.seed, &pages).await?;
+            run_pages(&client, &pages, &landed, &out, &token, deadline).await?;
+        }
+        if token.is_cancelled() {
+            return Ok(());
+        }
+        match config.mode {
+            ScheduleMode::Continuous => {
+                tracing::info!("source run complete");
+                return Ok(());
+            }
+            ScheduleMode::Interval => {
+                let next = run_started + config.interval;
+                tracing::info!(next_in_s = next.saturating_duration_since(Instant::now()).as_secs(), "source run complete; waiting for the next interval");
+                tokio::select! {
+                    () = tokio::time::sleep_until(next.into()) => {}
+                    () = token.cancelled() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+async fn send_page(
+    out: &mpsc::Sender<FetchedPage>,
+    page: FetchedPage,
+    token: &CancellationToken,
+) -> Result<bool, StageError> {
+    tokio::select! {
+        sent = out.send(page) => sent.map(|()| true).map_err(|_| StageError::retriable("landing stage is gone")),
+        () = token.cancelled() => Ok(false),
+    }
+}
+
+fn fetch_error(e: FetchError) -> StageError {
+    if e.is_retriable() {
+        StageError::retriable(format!("source: {e}"))
+    } else {
+        StageError::fatal(format!("source: {e} (check source.url and the query keys)"))
+    }
+}
+
+async fn run_pages(
+    client: &UserApiClient,
+    pages: &[u32],
+    landed: &[u32],
+    out: &mpsc::Sender<FetchedPage>,
+    token: &CancellationToken,
+    deadline: Option<Instant>,
+) -> Result<(), StageError> {
+    let config = &client.config;
+    let todo: Vec<(usize, u32)> = pages
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, p)| !landed.contains(p))
+        .collect();
+    if todo.len() < pages.len() {
+        tracing::info!(skipped = pages.len() - todo.len(), remaining = todo.len(), "resuming seeded run");
+    }
+    let mut fetches = futures::stream::iter(todo.into_iter().map(|(index, page)| {
+        let client = client.clone();
+        async move { client.fetch(Some(page)).await.map(|p| (index, p)) }
+    }))
+    .buffered(config.concurrency as usize);
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        let next = tokio::select! {
+            next = fetches.next() => next,
+            () = token.cancelled() => return Ok(()),
+        };
+        let Some(result) = next else { return Ok(()) };
+        let (index, mut page) = result.map_err(fetch_error)?;
+        page.users
+            .truncate(keep_from_page(index, config.results, config.max_records));
+        if !send_page(out, page, token).await? {
+            return Ok(());
+        }
+    }
+}
+
+async fn run_random(
+    client: &UserApiClient,
+    out: &mpsc::Sender<FetchedPage>,
+    token: &CancellationToken,
+    deadline: Option<Instant>,
+) -> Result<(), StageError> {
+    let config = &client.config;
+    let mut sent: u64 = 0;
+    let mut fetches = futures::stream::repeat(())
+        .map(|()| {
+            let client = client.clone();
+            async move { client.fetch(None).await }
+        })
+        .buffered(config.concurrency as usize);
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d)
+            || (config.max_records > 0 && sent >= config.max_records)
+        {
+            return Ok(());
+        }
+        let next = tokio::select! {
+            next = fetches.next() => next,
+            () = token.cancelled() => return Ok(()),
+        };
+        let Some(result) = next else { return Ok(()) };
+        let mut page = result.map_err(fetch_error)?;
+        if config.max_records > 0 {
+            let left = (config.max_records - sent) as usize;
+            page.users.truncate(left);
+        }
+        sent += page.users.len() as u64;
+        if !send_page(out, page, token).await? {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_exact_page_ranges() {
+        assert_eq!(plan_pages(1, 100, 250), vec![1, 2, 3]);
+        assert_eq!(plan_pages(5, 100, 100), vec![5]);
+        assert_eq!(plan_pages(9_999, 100, 1_000), vec![9_999, 10_000]);
+        assert_eq!(plan_pages(1, 5000, 0).len(), 10_000);
+        assert!(plan_pages(10_001, 10, 10).is_empty());
+        assert_eq!(keep_from_page(0, 100, 250), 100);
+        assert_eq!(keep_from_page(2, 100, 250), 50);
+        assert_eq!(keep_from_page(3, 100, 250), 0);
+        assert_eq!(keep_from_page(7, 100, 0), 100);
+    }
+
+    #[test]
+    fn retry_policy() {
+        assert!(FetchError::Timeout(Duration::from_secs(1)).is_retriable());
+        assert!(FetchError::RateLimited(None).is_retriable());
+        assert!(FetchError::Server(503).is_retriable());
+        assert!(FetchError::Body(PageError::NotJson("x".into())).is_retriable());
+        assert!(!FetchError::Client { status: 400, body: String::new() }.is_retriable());
+        assert_eq!(FetchError::RateLimited(None).outcome(), "rate_limited");
+    }
+
+    #[tokio::test]
+    async fn rate_limiter_spaces_requests() {
+        let limiter = RateLimiter::new(50.0);
+        let start = Instant::now();
+        for _ in 0..6 {
+            limiter.acquire().await;
+        }
+        // 6 slots at 20 ms spacing: the last starts 100 ms after the first.
+        assert!(start.elapsed() >= Duration::from_millis(95), "{:?}", start.elapsed());
+    }
+}

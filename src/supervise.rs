@@ -1,0 +1,382 @@
+//! Task supervision: restart with backoff and jitter, fatal stop, readiness.
+//!
+//! Each stage is a function that builds and runs the stage once. The supervisor calls it
+//! again after a *retriable* failure (after a backoff delay that grows with consecutive
+//! failures and resets after `healthy_after` of good running), and stops the daemon on a
+//! *fatal* one (bad credentials, a schema the daemon cannot use): retrying those would only
+//! hammer a service with requests that cannot succeed.
+//!
+//! # Cancellation
+//! A stage receives its own `CancellationToken`; cancelling it ends the stage's loop at its
+//! next safe point (after the batch in hand), and the supervisor does not restart a stage
+//! whose token is cancelled.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::BackoffConfig;
+use crate::telemetry::Metrics;
+
+/// A stage's failure, classified once by the module that knows the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    /// Whether running the stage again may succeed.
+    pub retriable: bool,
+    /// What went wrong, with context (service, key, record).
+    pub message: String,
+}
+
+impl StageError {
+    pub fn retriable(message: impl std::fmt::Display) -> Self {
+        Self {
+            retriable: true,
+            message: message.to_string(),
+        }
+    }
+    pub fn fatal(message: impl std::fmt::Display) -> Self {
+        Self {
+            retriable: false,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The delay before retry number `attempt` (0-based): `initial * multiplier^attempt`, capped at
+/// `max`, then reduced by up to `jitter` of itself at random ("equal-ish jitter": spreads
+/// retries of many tasks without ever exceeding the cap).
+pub fn backoff_delay(config: &BackoffConfig, attempt: u32, random01: f64) -> Duration {
+    let base = config.initial.as_secs_f64() * config.multiplier.powi(attempt.min(64) as i32);
+    let capped = base.min(config.max.as_secs_f64());
+    let factor = 1.0 - config.jitter * random01.clamp(0.0, 1.0);
+    Duration::from_secs_f64((capped * factor).max(0.0))
+}
+
+/// Consecutive-failure backoff for a loop inside a stage.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    config: BackoffConfig,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(config: &BackoffConfig) -> Self {
+        Self {
+            config: config.clone(),
+            attempt: 0,
+        }
+    }
+    /// The next delay; each call grows it.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = backoff_delay(&self.config, self.attempt, fastrand::f64());
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// State of one supervised task, as `/readyz` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Starting,
+    Ready,
+    Failed,
+    Finished,
+}
+
+/// Readiness of all supervised tasks.
+#[derive(Debug, Default)]
+pub struct Health {
+    tasks: Mutex<BTreeMap<String, TaskState>>,
+}
+
+impl Health {
+    pub fn set(&self, task: &str, state: TaskState) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.insert(task.to_string(), state);
+        }
+    }
+
+    /// Tasks that are neither ready nor finished; empty means ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        match self.tasks.lock() {
+            Ok(tasks) if !tasks.is_empty() => tasks
+                .iter()
+                .filter(|(_, s)| !matches!(s, TaskState::Ready | TaskState::Finished))
+                .map(|(name, s)| format!("{name} ({s:?})"))
+                .collect(),
+            Ok(_) => vec!["no tasks started".into()],
+            Err(_) => vec!["health lock poisoned".into()],
+        }
+    }
+
+    pub fn state(&self, task: &str) -> Option<TaskState> {
+        self.tasks.lock().ok()?.get(task).copied()
+    }
+}
+
+/// Handed to a stage on every (re)start: its name, its token, a way to say "connected".
+#[derive(Clone)]
+pub struct StageContext {
+    pub name: String,
+    pub token: CancellationToken,
+    health: Arc<Health>,
+    metrics: Metrics,
+}
+
+impl StageContext {
+    /// Marks the stage ready (connected, doing work). Call after connecting.
+    pub fn set_ready(&self) {
+        self.health.set(&self.name, TaskState::Ready);
+        self.metrics.task_up.with_label_values(&[&self.name]).set(1);
+    }
+}
+
+/// Why the daemon is stopping on its own.
+#[derive(Debug, Clone)]
+pub struct Fatal {
+    pub task: String,
+    pub message: String,
+}
+
+/// Spawns and restarts stages; reports fatal errors on a channel.
+pub struct Supervisor {
+    tracker: TaskTracker,
+    metrics: Metrics,
+    health: Arc<Health>,
+    backoff: BackoffConfig,
+    healthy_after: Duration,
+    fatal_tx: mpsc::UnboundedSender<Fatal>,
+}
+
+impl Supervisor {
+    /// Returns the supervisor and the receiver of fatal errors.
+    pub fn new(
+        metrics: Metrics,
+        health: Arc<Health>,
+        backoff: BackoffConfig,
+        healthy_after: Duration,
+    ) -> (Self, mpsc::UnboundedReceiver<Fatal>) {
+        let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tracker: TaskTracker::new(),
+                metrics,
+                health,
+                backoff,
+                healthy_after,
+                fatal_tx,
+            },
+            fatal_rx,
+        )
+    }
+
+    /// Runs `stage` under supervision until it returns `Ok`, fails fatally, or `token` is
+    /// cancelled. The handle resolves when supervision of this stage ends.
+    pub fn spawn<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        token: CancellationToken,
+        mut stage: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut(StageContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), StageError>> + Send + 'static,
+    {
+        let name = name.into();
+        let ctx = StageContext {
+            name: name.clone(),
+            token: token.clone(),
+            health: Arc::clone(&self.health),
+            metrics: self.metrics.clone(),
+        };
+        let metrics = self.metrics.clone();
+        let health = Arc::clone(&self.health);
+        let backoff = self.backoff.clone();
+        let healthy_after = self.healthy_after;
+        let fatal_tx = self.fatal_tx.clone();
+        health.set(&name, TaskState::Starting);
+        metrics.task_restarts.with_label_values(&[&name]);
+        self.tracker.spawn(async move {
+            let mut attempt: u32 = 0;
+            loop {
+                let started = Instant::now();
+                let result = tokio::spawn(stage(ctx.clone())).await;
+                metrics.task_up.with_label_values(&[&name]).set(0);
+                let error = match result {
+                    Ok(Ok(())) => {
+                        tracing::info!(task = %name, "task finished");
+                        health.set(&name, TaskState::Finished);
+                        return;
+                    }
+                    Ok(Err(e)) => e,
+                    // A panic inside a stage is a bug, but the daemon keeps the data safe by
+                    // construction (offsets after writes), so treat it like a failure.
+                    Err(join) => StageError::retriable(format!("task panicked: {join}")),
+                };
+                if token.is_cancelled() {
+                    tracing::info!(task = %name, error = %error, "task stopped during shutdown");
+                    health.set(&name, TaskState::Finished);
+                    return;
+                }
+                health.set(&name, TaskState::Failed);
+                if !error.retriable {
+                    tracing::error!(task = %name, error = %error, "fatal error; stopping the daemon");
+                    let _ = fatal_tx.send(Fatal {
+                        task: name.clone(),
+                        message: error.message,
+                    });
+                    return;
+                }
+                if started.elapsed() >= healthy_after {
+                    attempt = 0;
+                }
+                let delay = backoff_delay(&backoff, attempt, fastrand::f64());
+                attempt = attempt.saturating_add(1);
+                metrics.task_restarts.with_label_values(&[&name]).inc();
+                tracing::warn!(task = %name, error = %error, attempt, delay_ms = delay.as_millis() as u64, "task failed; restarting");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = token.cancelled() => {
+                        health.set(&name, TaskState::Finished);
+                        return;
+                    }
+                }
+                health.set(&name, TaskState::Starting);
+            }
+        })
+    }
+
+    /// Stops accepting tasks and waits for all spawned ones to end.
+    pub async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn fast_backoff() -> BackoffConfig {
+        BackoffConfig {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            multiplier: 2.0,
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_down() {
+        let c = BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            multiplier: 2.0,
+            jitter: 0.5,
+        };
+        assert_eq!(backoff_delay(&c, 0, 0.0), Duration::from_millis(100));
+        assert_eq!(backoff_delay(&c, 1, 0.0), Duration::from_millis(200));
+        assert_eq!(backoff_delay(&c, 3, 0.0), Duration::from_millis(800));
+        assert_eq!(backoff_delay(&c, 10, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff_delay(&c, 10, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff_delay(&c, u32::MAX, 0.0), Duration::from_secs(1));
+        let mut b = Backoff::new(&c);
+        let first = b.next_delay();
+        assert!(first <= Duration::from_millis(100) && first >= Duration::from_millis(50));
+        b.next_delay();
+        assert_eq!(b.attempts(), 2);
+        b.reset();
+        assert_eq!(b.attempts(), 0);
+    }
+
+    #[tokio::test]
+    async fn restarts_retriable_failures_and_counts_them() {
+        let metrics = Metrics::new();
+        let health = Arc::new(Health::default());
+        let (sup, _fatal) = Supervisor::new(metrics.clone(), Arc::clone(&health), fast_backoff(), Duration::from_secs(60));
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        sup.spawn("flaky", CancellationToken::new(), move |ctx| {
+            let r = Arc::clone(&r);
+            async move {
+                ctx.set_ready();
+                if r.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(StageError::retriable("boom"))
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), sup.wait()).await.expect("finishes");
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        assert_eq!(metrics.task_restarts.with_label_values(&["flaky"]).get(), 3);
+        assert_eq!(health.state("flaky"), Some(TaskState::Finished));
+    }
+
+    #[tokio::test]
+    async fn fatal_error_is_reported_not_retried() {
+        let metrics = Metrics::new();
+        let health = Arc::new(Health::default());
+        let (sup, mut fatal) = Supervisor::new(metrics.clone(), Arc::clone(&health), fast_backoff(), Duration::from_secs(60));
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        sup.spawn("auth", CancellationToken::new(), move |_ctx| {
+            let r = Arc::clone(&r);
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Err(StageError::fatal("password refused"))
+            }
+        });
+        let f = tokio::time::timeout(Duration::from_secs(5), fatal.recv()).await.expect("in time").expect("a fatal");
+        assert_eq!(f.task, "auth");
+        assert!(f.message.contains("refused"));
+        sup.wait().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.task_restarts.with_label_values(&["auth"]).get(), 0);
+        assert_eq!(health.not_ready(), vec!["auth (Failed)".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn panics_are_restarted_and_readiness_tracks_state() {
+        let metrics = Metrics::new();
+        let health = Arc::new(Health::default());
+        let (sup, _fatal) = Supervisor::new(metrics.clone(), Arc::clone(&health), fast_backoff(), Duration::from_secs(60));
+        let token = CancellationToken::new();
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        sup.spawn("worker", token.clone(), move |ctx| {
+            let r = Arc::clone(&r);
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("first run panics");
+                }
+                ctx.set_ready();
+                ctx.token.cancelled().await;
+                Ok(())
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while health.state("worker") != Some(TaskState::Ready) {
+            assert!(Instant::now() < deadline, "never became ready");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(health.not_ready().is_empty());
+        assert_eq!(metrics.task_restarts.with_label_values(&["worker"]).get(), 1);
+        token.cancel();
+        tokio::time::timeout(Duration::from_secs(5), sup.wait()).await.expect("stops on cancel");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+}
