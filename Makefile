@@ -1,0 +1,48 @@
+# The two commands a new user runs:
+#   make demo   - start the local stack and run the pipeline on its embedded defaults
+#   make test   - start the local stack and run every test against it
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+# Tests talk to the stack started by scripts/stack (ports overridable, see scripts/stack env).
+export PIPELINE_REQUIRE_STACK := 1
+
+.PHONY: help test demo bench stack-up stack-down stack-status lint validate-deploy build release
+
+help:
+	@echo "make demo            start Kafka, Cassandra, Postgres and run a bounded pipeline demo"
+	@echo "make test            start the stack, run lint, unit, integration and end-to-end tests"
+	@echo "make bench           end-to-end benchmark (RECORDS=N RATE=R), writes target/bench/e2e.json"
+	@echo "make stack-up|stack-down|stack-status"
+
+stack-up:
+	scripts/stack up
+
+stack-down:
+	scripts/stack down
+
+stack-status:
+	scripts/stack status
+
+build:
+	$(CARGO) build --all-targets
+
+release:
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+validate-deploy:
+	scripts/validate-deploy
+
+test: stack-up lint
+	eval "$$(scripts/stack env)" && $(CARGO) test --all-targets -- --test-threads=2
+	$(MAKE) validate-deploy
+
+demo: stack-up release
+	scripts/demo
+
+bench: stack-up release
+	scripts/bench $(if $(RECORDS),--records $(RECORDS)) $(if $(RATE),--rate $(RATE))

@@ -1,0 +1,349 @@
+//! Shared test harness: the local stack's addresses, scratch namespaces, the real binary.
+//!
+//! The stack comes from `scripts/stack up`. Under `make test` (`PIPELINE_REQUIRE_STACK=1`)
+//! a missing service fails the test; outside it, too, but with a message that says to run
+//! `scripts/stack up`. Nothing here ever skips silently.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdrs_tokio::authenticators::NoneAuthenticatorProvider;
+use cdrs_tokio::cluster::session::{Session, SessionBuilder, TcpSessionBuilder};
+use cdrs_tokio::cluster::{NodeTcpConfigBuilder, TcpConnectionManager};
+use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
+use cdrs_tokio::transport::TransportTcp;
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::RecordAndOffset;
+
+pub type Cql = Session<
+    TransportTcp,
+    TcpConnectionManager,
+    RoundRobinLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
+>;
+
+pub fn kafka_bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn cassandra_contact() -> String {
+    std::env::var("CASSANDRA_CONTACT").unwrap_or_else(|_| "127.0.0.1:9042".into())
+}
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://pipeline:pipeline@127.0.0.1:5432/pipeline".into())
+}
+
+/// Fails with the fix when a service does not accept connections.
+pub fn require(service: &str, addr: &str) {
+    let ok = addr
+        .parse::<SocketAddr>()
+        .ok()
+        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
+        .is_some();
+    assert!(
+        ok,
+        "{service} is not reachable at {addr}: run `scripts/stack up` (or `make test`, which does)"
+    );
+}
+
+pub fn require_stack() {
+    require("Kafka", &kafka_bootstrap());
+    require("Cassandra", &cassandra_contact());
+    let url = reqwest::Url::parse(&database_url()).expect("DATABASE_URL is a URL");
+    let pg = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    require("Postgres", &pg);
+}
+
+/// A name unique to this test run: lowercase, CQL- and Kafka-safe.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}_{}_{:x}", std::process::id(), nanos & 0xff_ffff_ffff)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub async fn kafka() -> Client {
+    ClientBuilder::new(vec![kafka_bootstrap()])
+        .build()
+        .await
+        .expect("connect to Kafka (run `scripts/stack up`)")
+}
+
+/// Every record of every partition of `topic`.
+pub async fn read_topic(client: &Client, topic: &str) -> Vec<(i32, RecordAndOffset)> {
+    let topics = client.list_topics().await.expect("list topics");
+    let Some(t) = topics.iter().find(|t| t.name == topic) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for &p in &t.partitions {
+        let pc = client
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .expect("partition client");
+        let end = pc.get_offset(OffsetAt::Latest).await.expect("latest");
+        let mut next = pc.get_offset(OffsetAt::Earliest).await.expect("earliest");
+        while next < end {
+            let (records, _hw) = pc
+                .fetch_records(next, 1..50_000_000, 1_000)
+                .await
+                .expect("fetch");
+            for r in records {
+                if r.offset >= next {
+                    next = r.offset + 1;
+                    out.push((p, r));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub async fn cassandra() -> Cql {
+    let config = NodeTcpConfigBuilder::new()
+        .with_contact_point(cassandra_contact().into())
+        .with_authenticator_provider(Arc::new(NoneAuthenticatorProvider))
+        .build()
+        .await
+        .expect("connect to Cassandra (run `scripts/stack up`)");
+    TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), config)
+        .build()
+        .await
+        .expect("Cassandra session")
+}
+
+/// A scratch Postgres database; returns its URL without password.
+pub async fn scratch_database(name: &str) -> String {
+    let admin = sqlx::PgPool::connect(&database_url())
+        .await
+        .expect("connect to Postgres (run `scripts/stack up`)");
+    // `name` comes from `unique()`: [a-z0-9_] only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create scratch database");
+    admin.close().await;
+    let mut url = reqwest::Url::parse(&database_url()).expect("url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+pub fn password_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub fn without_password(url: &str) -> String {
+    let mut u = reqwest::Url::parse(url).expect("url");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// A test scenario's namespaces and its environment for the daemon.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub topic: String,
+    pub dlq: String,
+    pub keyspace: String,
+    pub db_url: String,
+    pub http_port: u16,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Scenario {
+    /// Fresh topic, DLQ topic, keyspace and database; source pointed at `api_url`.
+    pub async fn new(name: &str, api_url: &str) -> Self {
+        require_stack();
+        let id = unique(name);
+        let topic = format!("{id}_users");
+        let dlq = format!("{id}_users.dlq");
+        let keyspace = format!("ks_{id}");
+        let db_url = scratch_database(&format!("db_{id}")).await;
+        let http_port = free_port();
+        let mut env = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            env.insert(k.to_string(), v);
+        };
+        set("PIPELINE_SOURCE__URL", api_url.to_string());
+        set("PIPELINE_SOURCE__SEED", id.clone());
+        set("PIPELINE_SOURCE__REQUESTS_PER_SECOND", "200".into());
+        set("PIPELINE_SOURCE__CONCURRENCY", "2".into());
+        set("PIPELINE_POSTGRES__URL", without_password(&db_url));
+        set("PIPELINE_POSTGRES__PASSWORD", password_of(&db_url));
+        set("PIPELINE_KAFKA__BOOTSTRAP", format!("[\"{}\"]", kafka_bootstrap()));
+        set("PIPELINE_KAFKA__TOPIC", topic.clone());
+        set("PIPELINE_DLQ__TOPIC", dlq.clone());
+        set("PIPELINE_CASSANDRA__CONTACT_POINTS", format!("[\"{}\"]", cassandra_contact()));
+        set("PIPELINE_CASSANDRA__KEYSPACE", keyspace.clone());
+        set("PIPELINE_CASSANDRA__CONSISTENCY", "one".into());
+        set("PIPELINE_HTTP__LISTEN", format!("127.0.0.1:{http_port}"));
+        set("PIPELINE_RUNTIME__BACKOFF__INITIAL", "50ms".into());
+        set("PIPELINE_RUNTIME__BACKOFF__MAX", "2s".into());
+        set("PIPELINE_LOG__LEVEL", "info".into());
+        Self {
+            topic,
+            dlq,
+            keyspace,
+            db_url,
+            http_port,
+            env,
+        }
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.env.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Starts `pipeline <args>` with this scenario's environment; output goes to `log`.
+    pub fn spawn(&self, args: &[&str], log: &PathBuf) -> Daemon {
+        let file = std::fs::File::create(log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .arg("--config")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml"))
+            .args(args)
+            .envs(&self.env)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start the pipeline binary");
+        Daemon {
+            child: Some(child),
+            log: log.clone(),
+            http_port: self.http_port,
+        }
+    }
+}
+
+/// The real binary; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub http_port: u16,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for exit; panics with the log tail after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "daemon did not exit within {timeout:?}; log tail:\n{}",
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let resp = reqwest::get(&url).await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.ok()?))
+    }
+
+    /// Polls `path` until `pred(status, body)`; panics with the log tail after `timeout`.
+    pub async fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((status, body)) = self.get(path).await
+                && pred(status, &body)
+            {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never satisfied the condition within {timeout:?}; log tail:\n{}",
+                self.log_tail(60)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Value of a metric line `name{labels} value` in Prometheus text (sum over matches).
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name_and_labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn log_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    dir.join(format!("{name}.log"))
+}
+
+/// Starts the emulator in-process on a free port; returns its base API URL.
+pub async fn start_emulator(config: pipeline::emulator::EmulatorConfig) -> (String, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        let _ = pipeline::emulator::serve(listener, config, stop).await;
+    });
+    (format!("http://{addr}/api/1.4/"), token)
+}
