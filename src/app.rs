@@ -59,6 +59,9 @@ pub struct RunReport {
     pub latency_p99_ms: Option<u64>,
     pub latency_max_ms: u64,
     pub records_per_s: f64,
+    /// Final Prometheus text of the run (for `--metrics-out`).
+    #[serde(skip)]
+    pub metrics_text: String,
 }
 
 impl std::fmt::Display for RunReport {
@@ -100,6 +103,7 @@ fn report(metrics: &Metrics, latency: &LatencyRecorder, started: Instant) -> Run
         latency_p99_ms: latency.quantile_ms(0.99),
         latency_max_ms: latency.max_ms(),
         records_per_s: if elapsed_s > 0.0 { written as f64 / elapsed_s } else { 0.0 },
+        metrics_text: metrics.render(),
     }
 }
 

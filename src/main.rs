@@ -28,6 +28,9 @@ enum Command {
         /// Also write the run report as JSON to this file.
         #[arg(long)]
         report_json: Option<PathBuf>,
+        /// Write the final Prometheus metrics text to this file at exit.
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
     },
     /// Validate the configuration and print it (secrets masked); exit 78 if invalid.
     Check {
@@ -129,6 +132,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Run {
             drain_and_exit,
             report_json,
+            metrics_out,
         } => {
             let config = load(&cli)?;
             telemetry::logging::init(&config.log);
@@ -152,6 +156,11 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                     }
                     Err(e) => eprintln!("pipeline: cannot encode report: {e}"),
                 }
+            }
+            if let Some(path) = metrics_out
+                && let Err(e) = std::fs::write(path, &report.metrics_text)
+            {
+                eprintln!("pipeline: cannot write {}: {e}", path.display());
             }
             match outcome {
                 app::Outcome::Stopped => Ok(ExitCode::SUCCESS),
