@@ -4,8 +4,6 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
-# Tests talk to the stack started by scripts/stack (ports overridable, see scripts/stack env).
-export PIPELINE_REQUIRE_STACK := 1
 
 .PHONY: help test demo bench stack-up stack-down stack-status lint validate-deploy build release
 

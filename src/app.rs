@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consume::{self, Progress};
+use crate::kafka;
 use crate::landing::{self, Landing, LandingInput};
 use crate::relay;
 use crate::sink::CassandraSink;
@@ -25,7 +26,6 @@ use crate::supervise::{Health, Supervisor};
 use crate::telemetry::metrics::LatencyRecorder;
 use crate::telemetry::notify::Notifier;
 use crate::telemetry::{Metrics, http};
-use crate::kafka;
 
 /// Options of `pipeline run` that are not configuration.
 #[derive(Debug, Clone, Default)]
@@ -72,7 +72,11 @@ impl std::fmt::Display for RunReport {
         writeln!(f, "  landed        {:>10}", self.landed)?;
         writeln!(f, "  relayed       {:>10}", self.relayed)?;
         writeln!(f, "  consumed      {:>10}", self.consumed)?;
-        writeln!(f, "  written       {:>10}  ({:.0} records/s)", self.written, self.records_per_s)?;
+        writeln!(
+            f,
+            "  written       {:>10}  ({:.0} records/s)",
+            self.written, self.records_per_s
+        )?;
         writeln!(f, "  dead-lettered {:>10}", self.dead_lettered)?;
         write!(
             f,
@@ -102,7 +106,11 @@ fn report(metrics: &Metrics, latency: &LatencyRecorder, started: Instant) -> Run
         latency_p50_ms: latency.quantile_ms(0.50),
         latency_p99_ms: latency.quantile_ms(0.99),
         latency_max_ms: latency.max_ms(),
-        records_per_s: if elapsed_s > 0.0 { written as f64 / elapsed_s } else { 0.0 },
+        records_per_s: if elapsed_s > 0.0 {
+            written as f64 / elapsed_s
+        } else {
+            0.0
+        },
         metrics_text: metrics.render(),
     }
 }
@@ -141,7 +149,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     let landing_stop = CancellationToken::new();
     let relay_token = CancellationToken::new();
     let consumer_token = CancellationToken::new();
-    let source_done = CancellationToken::new();
+    // Cancelled when the bounded ingest is complete: the source finished *and* landing
+    // committed every page it was handed (its channel closed and drained).
+    let ingest_done = CancellationToken::new();
 
     let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
     let landing = Landing::new(pool);
@@ -178,42 +188,50 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         {
             let landing = landing.clone();
             let ensure = ensure_migrated.clone();
-            let source_done = source_done.clone();
             let tx = tx.clone();
-            ingest_handles.push(supervisor.spawn("source", source_token.clone(), move |ctx| {
-                let client = client.clone();
-                let cursor = Arc::new(landing.clone());
-                let tx = tx.clone();
-                let ensure = ensure.clone();
-                let source_done = source_done.clone();
-                async move {
-                    ensure().await?;
-                    let result = source::run_source(client, cursor, tx, ctx.token.clone(), || ctx.set_ready()).await;
-                    if result.is_ok() {
-                        source_done.cancel();
+            ingest_handles.push(
+                supervisor.spawn("source", source_token.clone(), move |ctx| {
+                    let client = client.clone();
+                    let cursor = Arc::new(landing.clone());
+                    let tx = tx.clone();
+                    let ensure = ensure.clone();
+                    async move {
+                        ensure().await?;
+                        source::run_source(client, cursor, tx, ctx.token.clone(), || {
+                            ctx.set_ready()
+                        })
+                        .await
                     }
-                    result
-                }
-            }));
+                }),
+            );
         }
         drop(tx);
         let landing2 = landing.clone();
         let m = metrics.clone();
         let ensure = ensure_migrated.clone();
         let stop = landing_stop.clone();
-        ingest_handles.push(supervisor.spawn("landing", landing_stop.clone(), move |ctx| {
-            let landing = landing2.clone();
-            let input = Arc::clone(&input);
-            let m = m.clone();
-            let ensure = ensure.clone();
-            let stop = stop.clone();
-            async move {
-                ensure().await?;
-                landing::run_landing(landing, input, m, stop, || ctx.set_ready()).await
-            }
-        }));
+        let done = ingest_done.clone();
+        ingest_handles.push(
+            supervisor.spawn("landing", landing_stop.clone(), move |ctx| {
+                let landing = landing2.clone();
+                let input = Arc::clone(&input);
+                let m = m.clone();
+                let ensure = ensure.clone();
+                let stop = stop.clone();
+                let done = done.clone();
+                async move {
+                    ensure().await?;
+                    landing::run_landing(landing, input, m, stop.clone(), || ctx.set_ready())
+                        .await?;
+                    if !stop.is_cancelled() {
+                        done.cancel();
+                    }
+                    Ok(())
+                }
+            }),
+        );
     } else {
-        source_done.cancel();
+        ingest_done.cancel();
     }
 
     // Relay.
@@ -229,9 +247,18 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             let m = m.clone();
             let ensure = ensure.clone();
             async move {
-                ensure().await?;
-                let client = Arc::new(kafka::connect(&config.kafka).await?);
-                relay::run_relay(config, landing, client, m, ctx.token.clone(), || ctx.set_ready()).await
+                let connect = async {
+                    ensure().await?;
+                    kafka::connect(&config.kafka).await
+                };
+                let Some(client) = until_cancelled(&ctx.token, connect).await? else {
+                    return Ok(());
+                };
+                let client = Arc::new(client);
+                relay::run_relay(config, landing, client, m, ctx.token.clone(), || {
+                    ctx.set_ready()
+                })
+                .await
             }
         })
     };
@@ -243,17 +270,33 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         let m = metrics.clone();
         let latency = Arc::clone(&latency);
         let progress = Arc::clone(&progress);
-        Some(supervisor.spawn("consumer", consumer_token.clone(), move |ctx| {
-            let config = Arc::clone(&config);
-            let m = m.clone();
-            let latency = Arc::clone(&latency);
-            let progress = Arc::clone(&progress);
-            async move {
-                let sink = Arc::new(CassandraSink::connect(&config.cassandra).await?);
-                let client = Arc::new(kafka::connect(&config.kafka).await?);
-                consume::run_consumers(config, sink, client, m, latency, progress, ctx.token.clone(), || ctx.set_ready()).await
-            }
-        }))
+        Some(
+            supervisor.spawn("consumer", consumer_token.clone(), move |ctx| {
+                let config = Arc::clone(&config);
+                let m = m.clone();
+                let latency = Arc::clone(&latency);
+                let progress = Arc::clone(&progress);
+                async move {
+                    let connect = async {
+                        let sink = CassandraSink::connect(&config.cassandra).await?;
+                        let client = kafka::connect(&config.kafka).await?;
+                        Ok::<_, crate::supervise::StageError>((sink, client))
+                    };
+                    let Some((sink, client)) = until_cancelled(&ctx.token, connect).await? else {
+                        return Ok(());
+                    };
+                    let stage = consume::ConsumerStage {
+                        config,
+                        sink: Arc::new(sink),
+                        client: Arc::new(client),
+                        metrics: m,
+                        latency,
+                        progress,
+                    };
+                    consume::run_consumers(stage, ctx.token.clone(), || ctx.set_ready()).await
+                }
+            }),
+        )
     } else {
         None
     };
@@ -277,7 +320,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         .map_err(|e| format!("cannot install SIGINT handler: {e}"))?;
     let drained = wait_drained(
         options.drain_and_exit,
-        source_done.clone(),
+        ingest_done.clone(),
         metrics.clone(),
         Arc::clone(&progress),
         Arc::clone(&relay_idle_since),
@@ -325,11 +368,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     Ok((outcome, report(&metrics, &latency, started)))
 }
 
-/// Resolves when `enabled` and the bounded source finished, the outbox is empty and every
-/// partition committed up to a high watermark fetched after the relay went idle.
+/// Resolves when `enabled` and the bounded ingest is complete (every fetched page landed),
+/// the outbox is empty and every partition committed up to a high watermark fetched after the
+/// relay went idle.
 async fn wait_drained(
     enabled: bool,
-    source_done: CancellationToken,
+    ingest_done: CancellationToken,
     metrics: Metrics,
     progress: Arc<Progress>,
     _relay_idle_since: Arc<std::sync::atomic::AtomicI64>,
@@ -338,7 +382,7 @@ async fn wait_drained(
     if !enabled {
         return std::future::pending().await;
     }
-    source_done.cancelled().await;
+    ingest_done.cancelled().await;
     let relayed = metrics.records.with_label_values(&["relay"]);
     let landed = metrics.records.with_label_values(&["landing"]);
     loop {
@@ -351,7 +395,10 @@ async fn wait_drained(
         let mark_landed = landed.get();
         let since = chrono::Utc::now().timestamp_millis();
         tokio::time::sleep(consume::DRAIN_SETTLE).await;
-        if relayed.get() != mark_relayed || landed.get() != mark_landed || metrics.outbox_backlog.get() != 0 {
+        if relayed.get() != mark_relayed
+            || landed.get() != mark_landed
+            || metrics.outbox_backlog.get() != 0
+        {
             continue;
         }
         if !consumers {
@@ -365,6 +412,21 @@ async fn wait_drained(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Runs a connect phase unless `token` is cancelled first (then `Ok(None)`): a stage that is
+/// still connecting when shutdown starts must not hold the shutdown for a whole timeout.
+///
+/// # Errors
+/// The connect phase's error.
+async fn until_cancelled<T>(
+    token: &CancellationToken,
+    fut: impl std::future::Future<Output = Result<T, crate::supervise::StageError>>,
+) -> Result<Option<T>, crate::supervise::StageError> {
+    tokio::select! {
+        r = fut => r.map(Some),
+        () = token.cancelled() => Ok(None),
     }
 }
 
@@ -390,22 +452,33 @@ pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, Strin
     };
     out.push(("postgres".to_string(), pg.await));
     let kafka = async {
-        let client = kafka::connect(&config.kafka).await.map_err(|e| e.to_string())?;
-        let topics = kafka::deadline("list topics", config.kafka.request_timeout, client.list_topics())
+        let client = kafka::connect(&config.kafka)
             .await
             .map_err(|e| e.to_string())?;
+        let topics = kafka::deadline(
+            "list topics",
+            config.kafka.request_timeout,
+            client.list_topics(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok::<_, String>(format!("{} topics", topics.len()))
     };
     out.push(("kafka".to_string(), kafka.await));
     let cassandra = async {
-        let _sink = CassandraSink::connect(&config.cassandra).await.map_err(|e| e.to_string())?;
+        let _sink = CassandraSink::connect(&config.cassandra)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(format!("keyspace {} ready", config.cassandra.keyspace))
     };
     out.push(("cassandra".to_string(), cassandra.await));
     let api = async {
         let client = UserApiClient::new(&config.source, &config.runtime.backoff, Metrics::new())
             .map_err(|e| e.to_string())?;
-        let page = client.fetch_once(Some(1)).await.map_err(|e| e.to_string())?;
+        let page = client
+            .fetch_once(Some(1))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(format!("{} users in a test page", page.users.len()))
     };
     if config.source.enabled {

@@ -611,7 +611,10 @@ impl Config {
         let url = reqwest::Url::parse(&s.url)
             .map_err(|e| ConfigError::key("source.url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::key("source.url", "scheme must be http or https"));
+            return Err(ConfigError::key(
+                "source.url",
+                "scheme must be http or https",
+            ));
         }
         if !(1..=5000).contains(&s.results) {
             return Err(ConfigError::key(
@@ -623,7 +626,10 @@ impl Config {
             ));
         }
         if !(1..=10_000).contains(&s.start_page) {
-            return Err(ConfigError::key("source.start_page", "must be in 1..=10000"));
+            return Err(ConfigError::key(
+                "source.start_page",
+                "must be in 1..=10000",
+            ));
         }
         if !(s.requests_per_second.is_finite() && s.requests_per_second > 0.0) {
             return Err(ConfigError::key(
@@ -686,7 +692,10 @@ impl Config {
             if let Some(bad) = list.iter().find(|f| !FIELDS.contains(&f.as_str())) {
                 return Err(ConfigError::key(
                     key,
-                    format!("unknown field `{bad}`, expected one of {}", FIELDS.join(", ")),
+                    format!(
+                        "unknown field `{bad}`, expected one of {}",
+                        FIELDS.join(", ")
+                    ),
                 ));
             }
         }
@@ -709,7 +718,10 @@ impl Config {
         {
             return Err(ConfigError::key(
                 "source.nat",
-                format!("unknown nationality `{bad}`, expected some of {}", NATS.join(" ")),
+                format!(
+                    "unknown nationality `{bad}`, expected some of {}",
+                    NATS.join(" ")
+                ),
             ));
         }
 
@@ -738,18 +750,30 @@ impl Config {
             ));
         }
         if !(1..=256).contains(&p.max_connections) {
-            return Err(ConfigError::key("postgres.max_connections", "must be in 1..=256"));
+            return Err(ConfigError::key(
+                "postgres.max_connections",
+                "must be in 1..=256",
+            ));
         }
         if p.channel_capacity == 0 {
-            return Err(ConfigError::key("postgres.channel_capacity", "must be >= 1"));
+            return Err(ConfigError::key(
+                "postgres.channel_capacity",
+                "must be >= 1",
+            ));
         }
         if !(1..=100_000).contains(&p.relay_batch_rows) {
-            return Err(ConfigError::key("postgres.relay_batch_rows", "must be in 1..=100000"));
+            return Err(ConfigError::key(
+                "postgres.relay_batch_rows",
+                "must be in 1..=100000",
+            ));
         }
 
         let k = &self.kafka;
         if k.bootstrap.is_empty() {
-            return Err(ConfigError::key("kafka.bootstrap", "needs at least one host:port"));
+            return Err(ConfigError::key(
+                "kafka.bootstrap",
+                "needs at least one host:port",
+            ));
         }
         check_host_ports("kafka.bootstrap", &k.bootstrap)?;
         check_topic("kafka.topic", &k.topic)?;
@@ -783,17 +807,29 @@ impl Config {
         if c.instance >= c.instances {
             return Err(ConfigError::key(
                 "consumer.instance",
-                format!("{} must be < consumer.instances ({})", c.instance, c.instances),
+                format!(
+                    "{} must be < consumer.instances ({})",
+                    c.instance, c.instances
+                ),
             ));
         }
         if c.fetch_max_bytes < 1024 {
-            return Err(ConfigError::key("consumer.fetch_max_bytes", "must be >= 1024"));
+            return Err(ConfigError::key(
+                "consumer.fetch_max_bytes",
+                "must be >= 1024",
+            ));
         }
         if c.fetch_max_wait > Duration::from_secs(30) {
-            return Err(ConfigError::key("consumer.fetch_max_wait", "must be <= 30s"));
+            return Err(ConfigError::key(
+                "consumer.fetch_max_wait",
+                "must be <= 30s",
+            ));
         }
         if c.channel_capacity == 0 {
-            return Err(ConfigError::key("consumer.channel_capacity", "must be >= 1"));
+            return Err(ConfigError::key(
+                "consumer.channel_capacity",
+                "must be >= 1",
+            ));
         }
 
         let cs = &self.cassandra;
@@ -818,13 +854,22 @@ impl Config {
             ));
         }
         if cs.replication_factor == 0 {
-            return Err(ConfigError::key("cassandra.replication_factor", "must be >= 1"));
+            return Err(ConfigError::key(
+                "cassandra.replication_factor",
+                "must be >= 1",
+            ));
         }
         if !(1..=4096).contains(&cs.write_concurrency) {
-            return Err(ConfigError::key("cassandra.write_concurrency", "must be in 1..=4096"));
+            return Err(ConfigError::key(
+                "cassandra.write_concurrency",
+                "must be in 1..=4096",
+            ));
         }
         if !(1..=1000).contains(&cs.batch_rows) {
-            return Err(ConfigError::key("cassandra.batch_rows", "must be in 1..=1000"));
+            return Err(ConfigError::key(
+                "cassandra.batch_rows",
+                "must be in 1..=1000",
+            ));
         }
         if cs.password.is_some() && cs.username.is_empty() {
             return Err(ConfigError::key(
@@ -857,10 +902,16 @@ impl Config {
             ));
         }
         if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
-            return Err(ConfigError::key("runtime.backoff.multiplier", "must be >= 1.0"));
+            return Err(ConfigError::key(
+                "runtime.backoff.multiplier",
+                "must be >= 1.0",
+            ));
         }
         if !(0.0..=1.0).contains(&b.jitter) {
-            return Err(ConfigError::key("runtime.backoff.jitter", "must be in 0.0..=1.0"));
+            return Err(ConfigError::key(
+                "runtime.backoff.jitter",
+                "must be in 0.0..=1.0",
+            ));
         }
         if self.runtime.shutdown_deadline.is_zero() {
             return Err(ConfigError::key("runtime.shutdown_deadline", "must be > 0"));
@@ -901,7 +952,10 @@ fn read_secret_file(
         .map_err(|e| ConfigError::key(key, format!("cannot read {}: {e}", path.display())))?;
     let first = text.lines().next().unwrap_or("").trim_end();
     if first.is_empty() {
-        return Err(ConfigError::key(key, format!("{} is empty", path.display())));
+        return Err(ConfigError::key(
+            key,
+            format!("{} is empty", path.display()),
+        ));
     }
     *target = Some(Secret::new(first));
     Ok(())
@@ -909,14 +963,11 @@ fn read_secret_file(
 
 fn check_host_ports(key: &str, list: &[String]) -> Result<(), ConfigError> {
     for entry in list {
-        let ok = entry
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let ok = entry.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !ok {
-            return Err(ConfigError::key(
-                key,
-                format!("`{entry}` is not host:port"),
-            ));
+            return Err(ConfigError::key(key, format!("`{entry}` is not host:port")));
         }
     }
     Ok(())
@@ -1028,7 +1079,9 @@ mod tests {
             toml::from_str(&toml::to_string(&Config::default()).expect("render")).expect("parse");
         let documented: toml::Table = toml::from_str(text).expect("parse pipeline.toml");
         for (section, value) in &rendered {
-            let Some(table) = value.as_table() else { continue };
+            let Some(table) = value.as_table() else {
+                continue;
+            };
             let doc = documented
                 .get(section)
                 .and_then(|v| v.as_table())
@@ -1071,31 +1124,61 @@ mod tests {
             ("[source]\nurl = \"ftp://x/\"\n", "source.url"),
             ("[source]\nbogus = 1\n", "source.bogus"),
             ("[bogus]\nx = 1\n", "bogus"),
-            ("[source]\nrequests_per_second = 10.0\nresults = 5000\n", "source.requests_per_second"),
-            ("[source]\nrequests_per_second = -1.0\n", "source.requests_per_second"),
+            (
+                "[source]\nrequests_per_second = 10.0\nresults = 5000\n",
+                "source.requests_per_second",
+            ),
+            (
+                "[source]\nrequests_per_second = -1.0\n",
+                "source.requests_per_second",
+            ),
             ("[source]\ntimeout = \"soon\"\n", "source.timeout"),
             ("[source]\nmode = \"sometimes\"\n", "source.mode"),
             ("[source]\nmode = \"interval\"\n", "source.max_records"),
             ("[source]\nnat = [\"XX\"]\n", "source.nat"),
             ("[source]\nexc = [\"login\"]\n", "source.inc"),
-            ("[postgres]\nurl = \"postgres://u:pw@h/db\"\n", "postgres.url"),
+            (
+                "[postgres]\nurl = \"postgres://u:pw@h/db\"\n",
+                "postgres.url",
+            ),
             ("[postgres]\nsslmode = \"maybe\"\n", "postgres.sslmode"),
-            ("[postgres]\npassword_file = \"/nonexistent/pw\"\n", "postgres.password_file"),
+            (
+                "[postgres]\npassword_file = \"/nonexistent/pw\"\n",
+                "postgres.password_file",
+            ),
             ("[kafka]\nbootstrap = []\n", "kafka.bootstrap"),
             ("[kafka]\nbootstrap = [\"nohost\"]\n", "kafka.bootstrap"),
             ("[kafka]\ntopic = \"bad topic\"\n", "kafka.topic"),
             ("[kafka]\npartitions = 0\n", "kafka.partitions"),
             ("[kafka]\ncompression = \"brotli\"\n", "kafka.compression"),
             ("[dlq]\ntopic = \"users_created\"\n", "dlq.topic"),
-            ("[consumer]\ninstance = 2\ninstances = 2\n", "consumer.instance"),
-            ("[consumer]\nstart_from = \"middle\"\n", "consumer.start_from"),
-            ("[cassandra]\nkeyspace = \"drop table\"\n", "cassandra.keyspace"),
-            ("[cassandra]\nconsistency = \"most\"\n", "cassandra.consistency"),
-            ("[cassandra]\nwrite_concurrency = 0\n", "cassandra.write_concurrency"),
+            (
+                "[consumer]\ninstance = 2\ninstances = 2\n",
+                "consumer.instance",
+            ),
+            (
+                "[consumer]\nstart_from = \"middle\"\n",
+                "consumer.start_from",
+            ),
+            (
+                "[cassandra]\nkeyspace = \"drop table\"\n",
+                "cassandra.keyspace",
+            ),
+            (
+                "[cassandra]\nconsistency = \"most\"\n",
+                "cassandra.consistency",
+            ),
+            (
+                "[cassandra]\nwrite_concurrency = 0\n",
+                "cassandra.write_concurrency",
+            ),
             ("[http]\nlisten = \"nowhere\"\n", "http.listen"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[log]\nlevel = \"pipeline=loud\"\n", "log.level"),
-            ("[runtime.backoff]\njitter = 2.0\n", "runtime.backoff.jitter"),
+            (
+                "[runtime.backoff]\njitter = 2.0\n",
+                "runtime.backoff.jitter",
+            ),
             ("[runtime.backoff]\nmax = \"1ms\"\n", "runtime.backoff.max"),
         ];
         assert!(cases.len() >= 15);
@@ -1125,8 +1208,14 @@ mod tests {
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cr3t-from-file\n").expect("write");
         let config = Config::from_toml_and_env(
-            &format!("[postgres]\npassword_file = {:?}\n", file.display().to_string()),
-            &env(&[("PIPELINE_CASSANDRA__PASSWORD", "s3cr3t-env"), ("PIPELINE_CASSANDRA__USERNAME", "u")]),
+            &format!(
+                "[postgres]\npassword_file = {:?}\n",
+                file.display().to_string()
+            ),
+            &env(&[
+                ("PIPELINE_CASSANDRA__PASSWORD", "s3cr3t-env"),
+                ("PIPELINE_CASSANDRA__USERNAME", "u"),
+            ]),
         )
         .expect("valid");
         assert_eq!(

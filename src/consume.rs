@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, StartFrom};
 use crate::kafka::{self, Partitions};
 use crate::model;
-use crate::relay::dead_letter;
+use crate::relay::DeadLetter;
 use crate::sink::RowSink;
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
@@ -90,20 +90,33 @@ pub struct ConsumerDeps<S: RowSink> {
     pub progress: Arc<Progress>,
 }
 
+/// What the consumer stage is built from.
+pub struct ConsumerStage<S: RowSink> {
+    pub config: Arc<Config>,
+    pub sink: Arc<S>,
+    pub client: Arc<rskafka::client::Client>,
+    pub metrics: Metrics,
+    pub latency: Arc<LatencyRecorder>,
+    pub progress: Arc<Progress>,
+}
+
 /// The consumer stage: connects, assigns, and runs one task per partition until `token`.
 ///
 /// # Errors
 /// The first partition failure (all partitions then restart from their stored offsets).
 pub async fn run_consumers<S: RowSink>(
-    config: Arc<Config>,
-    sink: Arc<S>,
-    client: Arc<rskafka::client::Client>,
-    metrics: Metrics,
-    latency: Arc<LatencyRecorder>,
-    progress: Arc<Progress>,
+    stage: ConsumerStage<S>,
     token: CancellationToken,
     mark_ready: impl Fn(),
 ) -> Result<(), StageError> {
+    let ConsumerStage {
+        config,
+        sink,
+        client,
+        metrics,
+        latency,
+        progress,
+    } = stage;
     let k = &config.kafka;
     let count = kafka::ensure_topic(&client, k, &k.topic).await?;
     let dlq_partitions = kafka::ensure_topic(&client, k, &config.dlq.topic).await?;
@@ -114,8 +127,16 @@ pub async fn run_consumers<S: RowSink>(
     progress.assigned.store(true, Ordering::SeqCst);
     tracing::info!(partitions = ?assigned, "consuming");
     let deps = Arc::new(ConsumerDeps {
-        topic: Arc::new(Partitions::new(Arc::clone(&client), &k.topic, k.request_timeout)),
-        dlq: Arc::new(Partitions::new(Arc::clone(&client), &config.dlq.topic, k.request_timeout)),
+        topic: Arc::new(Partitions::new(
+            Arc::clone(&client),
+            &k.topic,
+            k.request_timeout,
+        )),
+        dlq: Arc::new(Partitions::new(
+            Arc::clone(&client),
+            &config.dlq.topic,
+            k.request_timeout,
+        )),
         config: Arc::clone(&config),
         sink,
         dlq_partitions,
@@ -129,7 +150,11 @@ pub async fn run_consumers<S: RowSink>(
     }
     mark_ready();
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| Err(StageError::retriable(format!("partition task panicked: {e}"))));
+        let result = joined.unwrap_or_else(|e| {
+            Err(StageError::retriable(format!(
+                "partition task panicked: {e}"
+            )))
+        });
         if let Err(e) = result {
             tasks.abort_all();
             return Err(e);
@@ -170,7 +195,14 @@ async fn run_partition<S: RowSink>(
     let progress = deps.progress.partition(partition);
     progress.committed.store(start, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel::<Fetched>(deps.config.consumer.channel_capacity);
-    let fetcher = fetch_loop(Arc::clone(&deps), Arc::clone(&pc), partition, start, tx, token);
+    let fetcher = fetch_loop(
+        Arc::clone(&deps),
+        Arc::clone(&pc),
+        partition,
+        start,
+        tx,
+        token,
+    );
     let writer = write_loop(Arc::clone(&deps), partition, start, rx);
     tokio::try_join!(fetcher, writer)?;
     Ok(())
@@ -190,7 +222,10 @@ async fn fetch_loop<S: RowSink>(
     let max_wait_ms = c.fetch_max_wait.as_millis() as i32;
     let deadline = k.request_timeout + c.fetch_max_wait;
     let label = partition.to_string();
-    let depth = deps.metrics.channel_depth.with_label_values(&[&format!("fetch_to_write_p{partition}")]);
+    let depth = deps
+        .metrics
+        .channel_depth
+        .with_label_values(&[&format!("fetch_to_write_p{partition}")]);
     while !token.is_cancelled() {
         let started_ms = chrono::Utc::now().timestamp_millis();
         let fetch = kafka::deadline(
@@ -205,15 +240,29 @@ async fn fetch_loop<S: RowSink>(
         let (records, high_watermark) = match result {
             Ok(v) => v,
             Err(e) if e.message.contains("OffsetOutOfRange") => {
-                let earliest = kafka::deadline("get offset", k.request_timeout, pc.get_offset(OffsetAt::Earliest)).await?;
-                tracing::warn!(partition, next, earliest, "offset out of range (retention?); skipping to earliest");
-                deps.metrics.errors.with_label_values(&["consumer", "offset_out_of_range"]).inc();
+                let earliest = kafka::deadline(
+                    "get offset",
+                    k.request_timeout,
+                    pc.get_offset(OffsetAt::Earliest),
+                )
+                .await?;
+                tracing::warn!(
+                    partition,
+                    next,
+                    earliest,
+                    "offset out of range (retention?); skipping to earliest"
+                );
+                deps.metrics
+                    .errors
+                    .with_label_values(&["consumer", "offset_out_of_range"])
+                    .inc();
                 next = earliest.max(next.min(earliest));
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let records: Vec<RecordAndOffset> = records.into_iter().filter(|r| r.offset >= next).collect();
+        let records: Vec<RecordAndOffset> =
+            records.into_iter().filter(|r| r.offset >= next).collect();
         deps.metrics
             .consumer_lag
             .with_label_values(&[&label])
@@ -224,15 +273,28 @@ async fn fetch_loop<S: RowSink>(
         let empty = records.is_empty();
         if empty {
             // Nothing to write: the committed offset already covers everything below `next`.
-            progress.high_watermark.fetch_max(high_watermark, Ordering::SeqCst);
-            progress.last_fetch_started_ms.store(started_ms, Ordering::SeqCst);
+            progress
+                .high_watermark
+                .fetch_max(high_watermark, Ordering::SeqCst);
+            progress
+                .last_fetch_started_ms
+                .store(started_ms, Ordering::SeqCst);
             continue;
         }
-        if tx.send(Fetched { records, high_watermark }).await.is_err() {
+        if tx
+            .send(Fetched {
+                records,
+                high_watermark,
+            })
+            .await
+            .is_err()
+        {
             break; // writer failed; its error is returned by try_join
         }
         depth.set((tx.max_capacity() - tx.capacity()) as i64);
-        progress.last_fetch_started_ms.store(started_ms, Ordering::SeqCst);
+        progress
+            .last_fetch_started_ms
+            .store(started_ms, Ordering::SeqCst);
     }
     Ok(())
 }
@@ -256,52 +318,77 @@ async fn write_loop<S: RowSink>(
         for r in &batch.records {
             last = r.offset;
             let record = &r.record;
-            let fetched_at_ms =
-                model::fetched_at_header(&record.headers).unwrap_or_else(|| record.timestamp.timestamp_millis());
-            match model::validate(record.key.as_deref(), record.value.as_deref(), fetched_at_ms) {
+            let fetched_at_ms = model::fetched_at_header(&record.headers)
+                .unwrap_or_else(|| record.timestamp.timestamp_millis());
+            match model::validate(
+                record.key.as_deref(),
+                record.value.as_deref(),
+                fetched_at_ms,
+            ) {
                 Ok(row) => rows.push(row),
                 Err(rejection) => {
                     deps.metrics
                         .dead_letters
                         .with_label_values(&[rejection.reason.as_str()])
                         .inc();
-                    dead.push(dead_letter(
+                    let letter = DeadLetter {
+                        stage: "validate",
+                        reason: rejection.reason.as_str(),
+                        detail: &rejection.detail,
+                        origin: Some((topic, partition, r.offset)),
+                    };
+                    dead.push(letter.record(
                         &config.dlq,
                         record.key.clone(),
                         record.value.as_deref().unwrap_or_default(),
                         record.headers.clone(),
-                        "validate",
-                        rejection.reason.as_str(),
-                        &rejection.detail,
-                        Some((topic, partition, r.offset)),
                         config.kafka.max_message_bytes,
                     ));
                 }
             }
         }
         deps.sink.write_rows(&rows).await.inspect_err(|_| {
-            deps.metrics.errors.with_label_values(&["sink", "cassandra"]).inc();
+            deps.metrics
+                .errors
+                .with_label_values(&["sink", "cassandra"])
+                .inc();
         })?;
         let acked_ms = chrono::Utc::now().timestamp_millis();
         if !dead.is_empty() {
             let dlq_partition = partition % deps.dlq_partitions.max(1);
             let pc = deps.dlq.get(dlq_partition).await?;
             let n = dead.len();
-            kafka::deadline("produce dlq", config.kafka.request_timeout, pc.produce(dead, compression)).await?;
-            deps.metrics.records.with_label_values(&["dlq"]).inc_by(n as u64);
+            kafka::deadline(
+                "produce dlq",
+                config.kafka.request_timeout,
+                pc.produce(dead, compression),
+            )
+            .await?;
+            deps.metrics
+                .records
+                .with_label_values(&["dlq"])
+                .inc_by(n as u64);
             tracing::info!(partition, dead_letters = n, "dead-lettered invalid records");
         }
         deps.sink.store_offset(topic, partition, last + 1).await?;
         committed = last + 1;
         progress.committed.store(committed, Ordering::SeqCst);
-        progress.high_watermark.fetch_max(batch.high_watermark, Ordering::SeqCst);
+        progress
+            .high_watermark
+            .fetch_max(batch.high_watermark, Ordering::SeqCst);
         for row in &rows {
             let ms = (acked_ms - row.fetched_at_ms).max(0);
             deps.latency.record_ms(ms as u64);
             deps.metrics.e2e_latency.observe(ms as f64 / 1000.0);
         }
-        deps.metrics.records.with_label_values(&["consumer"]).inc_by(batch.records.len() as u64);
-        deps.metrics.records.with_label_values(&["sink"]).inc_by(rows.len() as u64);
+        deps.metrics
+            .records
+            .with_label_values(&["consumer"])
+            .inc_by(batch.records.len() as u64);
+        deps.metrics
+            .records
+            .with_label_values(&["sink"])
+            .inc_by(rows.len() as u64);
         deps.metrics
             .consumer_lag
             .with_label_values(&[&label])

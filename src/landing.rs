@@ -53,7 +53,10 @@ pub fn pg_error(context: &str, e: &sqlx::Error) -> StageError {
         let code = db.code().unwrap_or_default();
         // 28xxx: invalid authorization; 42501: insufficient privilege; 3D000: no database.
         if code.starts_with("28") || code == "42501" || code == "3D000" {
-            return StageError::fatal(format!("postgres {context}: {} (SQLSTATE {code})", db.message()));
+            return StageError::fatal(format!(
+                "postgres {context}: {} (SQLSTATE {code})",
+                db.message()
+            ));
         }
     }
     StageError::retriable(format!("postgres {context}: {e}"))
@@ -164,12 +167,13 @@ impl Landing {
 impl PageCursor for Landing {
     async fn landed_pages(&self, seed: &str, candidates: &[u32]) -> Result<Vec<u32>, StageError> {
         let pages: Vec<i32> = candidates.iter().map(|p| *p as i32).collect();
-        let rows = sqlx::query("SELECT page FROM landing_batches WHERE seed = $1 AND page = ANY($2)")
-            .bind(seed)
-            .bind(&pages)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| pg_error("read landed pages", &e))?;
+        let rows =
+            sqlx::query("SELECT page FROM landing_batches WHERE seed = $1 AND page = ANY($2)")
+                .bind(seed)
+                .bind(&pages)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| pg_error("read landed pages", &e))?;
         Ok(rows
             .iter()
             .filter_map(|r| r.try_get::<i32, _>(0).ok())
@@ -225,7 +229,9 @@ pub async fn run_landing(
         .await
         .map_err(|e| pg_error("connect", &e))?;
     mark_ready();
-    let depth = metrics.channel_depth.with_label_values(&["source_to_landing"]);
+    let depth = metrics
+        .channel_depth
+        .with_label_values(&["source_to_landing"]);
     loop {
         if in_hand.is_none() {
             *in_hand = tokio::select! {
@@ -237,7 +243,9 @@ pub async fn run_landing(
             };
         }
         depth.set(rx.len() as i64);
-        let Some(page) = in_hand.as_ref() else { continue };
+        let Some(page) = in_hand.as_ref() else {
+            continue;
+        };
         let started = Instant::now();
         let landed = landing.land(page).await;
         metrics
@@ -247,7 +255,10 @@ pub async fn run_landing(
         let landed = match landed {
             Ok(l) => l,
             Err(e) => {
-                metrics.errors.with_label_values(&["landing", "postgres"]).inc();
+                metrics
+                    .errors
+                    .with_label_values(&["landing", "postgres"])
+                    .inc();
                 return Err(e);
             }
         };

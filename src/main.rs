@@ -12,7 +12,12 @@ use pipeline::{app, emulator, telemetry};
 #[command(name = "pipeline", version, about, propagate_version = true)]
 struct Cli {
     /// Configuration file (env PIPELINE_<SECTION>__<KEY> overrides any key).
-    #[arg(long, global = true, default_value = "pipeline.toml", env = "PIPELINE_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "pipeline.toml",
+        env = "PIPELINE_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -45,7 +50,7 @@ enum Command {
 }
 
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
-    let allow_missing = cli.config == PathBuf::from("pipeline.toml");
+    let allow_missing = cli.config == std::path::Path::new("pipeline.toml");
     Config::load(&cli.config, allow_missing).map_err(|e| {
         eprintln!("pipeline: configuration error: {e}");
         ExitCode::from(EXIT_CONFIG as u8)
@@ -89,10 +94,11 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                     stop.cancel();
                 }
             });
-            rt.block_on(emulator::run(args.clone(), token)).map_err(|e| {
-                eprintln!("pipeline emulator: {e}");
-                ExitCode::FAILURE
-            })?;
+            rt.block_on(emulator::run(args.clone(), token))
+                .map_err(|e| {
+                    eprintln!("pipeline emulator: {e}");
+                    ExitCode::FAILURE
+                })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { connect } => {

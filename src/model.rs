@@ -219,7 +219,11 @@ pub fn record_id(user: &Value) -> String {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => s.clone(),
         _ => {
             let canonical = serde_json::to_vec(user).unwrap_or_default();
-            format!("derived-{:016x}{:016x}", fnv1a(&canonical, 0), fnv1a(&canonical, 1))
+            format!(
+                "derived-{:016x}{:016x}",
+                fnv1a(&canonical, 0),
+                fnv1a(&canonical, 1)
+            )
         }
     }
 }
@@ -394,17 +398,24 @@ pub fn validate(
     value: Option<&[u8]>,
     fetched_at_ms: i64,
 ) -> Result<UserRow, Rejection> {
-    let value = value.ok_or_else(|| Rejection::new(RejectReason::NotJson, "record has no value"))?;
+    let value =
+        value.ok_or_else(|| Rejection::new(RejectReason::NotJson, "record has no value"))?;
     if value.len() > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(
             RejectReason::TooLarge,
-            format!("message is {} bytes, limit {MAX_MESSAGE_BYTES}", value.len()),
+            format!(
+                "message is {} bytes, limit {MAX_MESSAGE_BYTES}",
+                value.len()
+            ),
         ));
     }
     let parsed: Value = serde_json::from_slice(value)
         .map_err(|e| Rejection::new(RejectReason::NotJson, format!("invalid JSON: {e}")))?;
     let Value::Object(obj) = parsed else {
-        return Err(Rejection::new(RejectReason::NotObject, "message is not a JSON object"));
+        return Err(Rejection::new(
+            RejectReason::NotObject,
+            "message is not a JSON object",
+        ));
     };
     let required = |field: &str| -> Result<String, Rejection> {
         match obj.get(field) {
@@ -463,7 +474,10 @@ pub fn validate(
         {
             return Err(Rejection::new(
                 RejectReason::InvalidDate,
-                format!("`{field}` {:?} is not an RFC 3339 date", truncate_for_log(date)),
+                format!(
+                    "`{field}` {:?} is not an RFC 3339 date",
+                    truncate_for_log(date)
+                ),
             ));
         }
     }
@@ -591,9 +605,24 @@ mod tests {
         numeric["location"]["postcode"] = json!(91523);
         let body = page(vec![sample_user(), numeric]);
         let resp: api::Response = serde_json::from_slice(&body).expect("typed parse");
-        assert_eq!(resp.results[0].location.as_ref().map(|l| l.postcode.to_string()), Some("LS1 4AP".into()));
-        assert_eq!(resp.results[1].location.as_ref().map(|l| l.postcode.to_string()), Some("91523".into()));
-        assert_eq!(resp.results[0].id.as_ref().and_then(|i| i.value.clone()), None);
+        assert_eq!(
+            resp.results[0]
+                .location
+                .as_ref()
+                .map(|l| l.postcode.to_string()),
+            Some("LS1 4AP".into())
+        );
+        assert_eq!(
+            resp.results[1]
+                .location
+                .as_ref()
+                .map(|l| l.postcode.to_string()),
+            Some("91523".into())
+        );
+        assert_eq!(
+            resp.results[0].id.as_ref().and_then(|i| i.value.clone()),
+            None
+        );
     }
 
     #[test]
@@ -605,14 +634,26 @@ mod tests {
         for secret in ["hunter2", "\"salt\"", "md5", "sha1", "sha256", "password"] {
             assert!(!text.contains(secret), "{secret} survived: {text}");
         }
-        assert_eq!(users[0].json.pointer("/login/username"), Some(&json!("ada1815")));
+        assert_eq!(
+            users[0].json.pointer("/login/username"),
+            Some(&json!("ada1815"))
+        );
     }
 
     #[test]
     fn split_rejects_error_bodies() {
-        assert!(matches!(split_page(b"{\"error\":\"Uh oh\"}"), Err(PageError::ApiError(_))));
-        assert!(matches!(split_page(b"{\"results\":[1,"), Err(PageError::NotJson(_))));
-        assert!(matches!(split_page(b"{\"info\":{}}"), Err(PageError::NoResults)));
+        assert!(matches!(
+            split_page(b"{\"error\":\"Uh oh\"}"),
+            Err(PageError::ApiError(_))
+        ));
+        assert!(matches!(
+            split_page(b"{\"results\":[1,"),
+            Err(PageError::NotJson(_))
+        ));
+        assert!(matches!(
+            split_page(b"{\"info\":{}}"),
+            Err(PageError::NoResults)
+        ));
         assert!(matches!(split_page(b"[]"), Err(PageError::NotJson(_))));
     }
 
@@ -633,10 +674,18 @@ mod tests {
     fn message_round_trips_through_validation() {
         let users = split_page(&page(vec![sample_user()])).expect("split");
         let value = encode_message(&users[0].id, &users[0].json);
-        let row = validate(Some(users[0].id.as_bytes()), Some(&value), 1_700_000_000_000).expect("valid");
+        let row = validate(
+            Some(users[0].id.as_bytes()),
+            Some(&value),
+            1_700_000_000_000,
+        )
+        .expect("valid");
         assert_eq!(row.id.to_string(), users[0].id);
         assert_eq!(row.first_name, "Ada");
-        assert_eq!(row.address.as_deref(), Some("4021 Main St, Leeds, West Yorkshire, United Kingdom"));
+        assert_eq!(
+            row.address.as_deref(),
+            Some("4021 Main St, Leeds, West Yorkshire, United Kingdom")
+        );
         assert_eq!(row.post_code.as_deref(), Some("LS1 4AP"));
         assert_eq!(row.username, "ada1815");
         assert_eq!(row.picture.as_deref(), Some("https://m"));
@@ -660,14 +709,42 @@ mod tests {
 
     #[test]
     fn each_fault_has_its_reason() {
-        assert_eq!(reason_for(|u| { u.as_object_mut().map(|o| o.remove("email")); }), RejectReason::MissingField);
-        assert_eq!(reason_for(|u| u["name"]["first"] = json!(["a"])), RejectReason::WrongType);
-        assert_eq!(reason_for(|u| u["dob"]["date"] = json!(12345)), RejectReason::WrongType);
-        assert_eq!(reason_for(|u| u["dob"]["date"] = json!("yesterday")), RejectReason::InvalidDate);
-        assert_eq!(reason_for(|u| u["login"]["uuid"] = json!("not-a-uuid")), RejectReason::InvalidId);
-        assert_eq!(reason_for(|u| { u["login"].as_object_mut().map(|o| o.remove("uuid")); }), RejectReason::InvalidId);
-        assert_eq!(reason_for(|u| u["name"]["last"] = json!("x".repeat(MAX_FIELD_BYTES + 1))), RejectReason::TooLarge);
-        assert_eq!(reason_for(|u| u["location"]["street"] = json!(null)), RejectReason::WrongType);
+        assert_eq!(
+            reason_for(|u| {
+                u.as_object_mut().map(|o| o.remove("email"));
+            }),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason_for(|u| u["name"]["first"] = json!(["a"])),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason_for(|u| u["dob"]["date"] = json!(12345)),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason_for(|u| u["dob"]["date"] = json!("yesterday")),
+            RejectReason::InvalidDate
+        );
+        assert_eq!(
+            reason_for(|u| u["login"]["uuid"] = json!("not-a-uuid")),
+            RejectReason::InvalidId
+        );
+        assert_eq!(
+            reason_for(|u| {
+                u["login"].as_object_mut().map(|o| o.remove("uuid"));
+            }),
+            RejectReason::InvalidId
+        );
+        assert_eq!(
+            reason_for(|u| u["name"]["last"] = json!("x".repeat(MAX_FIELD_BYTES + 1))),
+            RejectReason::TooLarge
+        );
+        assert_eq!(
+            reason_for(|u| u["location"]["street"] = json!(null)),
+            RejectReason::WrongType
+        );
     }
 
     #[test]
@@ -679,7 +756,10 @@ mod tests {
         let r = validate(None, None, 0).expect_err("bad");
         assert_eq!(r.reason, RejectReason::NotJson);
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
-        assert_eq!(validate(None, Some(&big), 0).expect_err("bad").reason, RejectReason::TooLarge);
+        assert_eq!(
+            validate(None, Some(&big), 0).expect_err("bad").reason,
+            RejectReason::TooLarge
+        );
         let users = split_page(&page(vec![sample_user()])).expect("split");
         let value = encode_message(&users[0].id, &users[0].json);
         let r = validate(Some(b"other"), Some(&value), 0).expect_err("bad");
@@ -693,8 +773,11 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
-        assert_eq!(murmur2(&[b'a', b'b', b'c']) as i32, 479470107);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
         for p in 1..20 {
             let part = partition_for_key(b"some-key", p);
             assert!((0..p).contains(&part));
@@ -705,7 +788,10 @@ mod tests {
     fn headers_round_trip() {
         let h = message_headers(1234);
         assert_eq!(fetched_at_header(&h), Some(1234));
-        assert_eq!(h.get("schema").map(Vec::as_slice), Some(SCHEMA_NAME.as_bytes()));
+        assert_eq!(
+            h.get("schema").map(Vec::as_slice),
+            Some(SCHEMA_NAME.as_bytes())
+        );
     }
 
     proptest::proptest! {

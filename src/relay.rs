@@ -36,41 +36,56 @@ use crate::telemetry::Metrics;
 /// Advisory lock key electing the single relay of a database.
 const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
 
-/// Builds the dead-letter record for `value`: original bytes (truncated to `max_bytes`) and
-/// headers naming stage, reason and origin.
-pub fn dead_letter(
-    dlq: &DlqConfig,
-    key: Option<Vec<u8>>,
-    value: &[u8],
-    mut headers: BTreeMap<String, Vec<u8>>,
-    stage: &str,
-    reason: &str,
-    detail: &str,
-    origin: Option<(&str, i32, i64)>,
-    max_bytes: usize,
-) -> Record {
-    let p = &dlq.header_prefix;
-    let keep = value.len().min(max_bytes.saturating_sub(4096));
-    if keep < value.len() {
-        headers.insert(format!("{p}original_bytes"), value.len().to_string().into_bytes());
-    }
-    headers.insert(format!("{p}stage"), stage.as_bytes().to_vec());
-    headers.insert(format!("{p}reason"), reason.as_bytes().to_vec());
-    let mut end = detail.len().min(1024);
-    while !detail.is_char_boundary(end) {
-        end -= 1;
-    }
-    headers.insert(format!("{p}detail"), detail[..end].as_bytes().to_vec());
-    if let Some((topic, partition, offset)) = origin {
-        headers.insert(format!("{p}topic"), topic.as_bytes().to_vec());
-        headers.insert(format!("{p}partition"), partition.to_string().into_bytes());
-        headers.insert(format!("{p}offset"), offset.to_string().into_bytes());
-    }
-    Record {
-        key,
-        value: Some(value[..keep].to_vec()),
-        headers,
-        timestamp: chrono::Utc::now(),
+/// Why and where a record is dead-lettered.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetter<'a> {
+    /// Stage that rejected it: "relay" or "validate".
+    pub stage: &'a str,
+    /// Bounded reason (a [`model::RejectReason`] name).
+    pub reason: &'a str,
+    /// Human detail naming the field.
+    pub detail: &'a str,
+    /// Origin topic, partition, offset (none for records that never reached Kafka).
+    pub origin: Option<(&'a str, i32, i64)>,
+}
+
+impl DeadLetter<'_> {
+    /// Builds the dead-letter record for `value`: original bytes (truncated to fit
+    /// `max_bytes`) and headers naming stage, reason, detail and origin.
+    pub fn record(
+        &self,
+        dlq: &DlqConfig,
+        key: Option<Vec<u8>>,
+        value: &[u8],
+        mut headers: BTreeMap<String, Vec<u8>>,
+        max_bytes: usize,
+    ) -> Record {
+        let p = &dlq.header_prefix;
+        let keep = value.len().min(max_bytes.saturating_sub(4096));
+        if keep < value.len() {
+            headers.insert(
+                format!("{p}original_bytes"),
+                value.len().to_string().into_bytes(),
+            );
+        }
+        headers.insert(format!("{p}stage"), self.stage.as_bytes().to_vec());
+        headers.insert(format!("{p}reason"), self.reason.as_bytes().to_vec());
+        let mut end = self.detail.len().min(1024);
+        while !self.detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        headers.insert(format!("{p}detail"), self.detail.as_bytes()[..end].to_vec());
+        if let Some((topic, partition, offset)) = self.origin {
+            headers.insert(format!("{p}topic"), topic.as_bytes().to_vec());
+            headers.insert(format!("{p}partition"), partition.to_string().into_bytes());
+            headers.insert(format!("{p}offset"), offset.to_string().into_bytes());
+        }
+        Record {
+            key,
+            value: Some(value[..keep].to_vec()),
+            headers,
+            timestamp: chrono::Utc::now(),
+        }
     }
 }
 
@@ -162,15 +177,22 @@ pub async fn run_relay(
             let partition = model::partition_for_key(&key, partitions);
             let headers = model::message_headers(fetched_at_ms);
             if value.len() + key.len() + 512 > k.max_message_bytes {
-                let record = dead_letter(
+                let detail = format!(
+                    "encoded message is {} bytes, kafka.max_message_bytes is {}",
+                    value.len(),
+                    k.max_message_bytes
+                );
+                let record = DeadLetter {
+                    stage: "relay",
+                    reason: model::RejectReason::TooLarge.as_str(),
+                    detail: &detail,
+                    origin: None,
+                }
+                .record(
                     &config.dlq,
                     Some(key.clone()),
                     &value,
                     headers,
-                    "relay",
-                    model::RejectReason::TooLarge.as_str(),
-                    &format!("encoded message is {} bytes, kafka.max_message_bytes is {}", value.len(), k.max_message_bytes),
-                    None,
                     k.max_message_bytes,
                 );
                 too_large.push(Outgoing {
@@ -199,7 +221,12 @@ pub async fn run_relay(
             let topic = &topic;
             produces.push(async move {
                 let pc = topic.get(partition).await?;
-                kafka::deadline("produce", k.request_timeout, pc.produce(records, compression)).await
+                kafka::deadline(
+                    "produce",
+                    k.request_timeout,
+                    pc.produce(records, compression),
+                )
+                .await
             });
         }
         let produced: usize = futures::future::try_join_all(produces)
@@ -211,7 +238,12 @@ pub async fn run_relay(
         for o in too_large {
             seqs.push(o.seq);
             let pc = dlq.get(o.partition).await?;
-            kafka::deadline("produce dlq", k.request_timeout, pc.produce(vec![o.record], compression)).await?;
+            kafka::deadline(
+                "produce dlq",
+                k.request_timeout,
+                pc.produce(vec![o.record], compression),
+            )
+            .await?;
             metrics
                 .dead_letters
                 .with_label_values(&[model::RejectReason::TooLarge.as_str()])

@@ -17,8 +17,8 @@ use cdrs_tokio::authenticators::{NoneAuthenticatorProvider, StaticPasswordAuthen
 use cdrs_tokio::cluster::session::{Session, SessionBuilder, TcpSessionBuilder};
 use cdrs_tokio::cluster::{NodeTcpConfigBuilder, TcpConnectionManager};
 use cdrs_tokio::consistency::Consistency;
-use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
 use cdrs_tokio::frame::message_batch::BatchType;
+use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
 use cdrs_tokio::statement::StatementParamsBuilder;
 use cdrs_tokio::transport::TransportTcp;
@@ -109,11 +109,19 @@ impl CassandraSink {
     /// # Errors
     /// Retriable when Cassandra is unreachable; fatal on auth or schema errors.
     pub async fn connect(config: &CassandraConfig) -> Result<Self, StageError> {
-        let mut builder = NodeTcpConfigBuilder::new()
-            .with_contact_points(config.contact_points.iter().map(|c| c.as_str().into()).collect());
+        let mut builder = NodeTcpConfigBuilder::new().with_contact_points(
+            config
+                .contact_points
+                .iter()
+                .map(|c| c.as_str().into())
+                .collect(),
+        );
         builder = match &config.password {
             Some(password) => builder.with_authenticator_provider(Arc::new(
-                StaticPasswordAuthenticatorProvider::new(&config.username, &password.expose().to_string()),
+                StaticPasswordAuthenticatorProvider::new(
+                    &config.username,
+                    &password.expose().to_string(),
+                ),
             )),
             None => builder.with_authenticator_provider(Arc::new(NoneAuthenticatorProvider)),
         };
@@ -152,7 +160,12 @@ impl CassandraSink {
         }
         let prepare = |cql: String| {
             let session = Arc::clone(&session);
-            async move { session.prepare(cql).await.map_err(|e| cql_error("prepare", &e)) }
+            async move {
+                session
+                    .prepare(cql)
+                    .await
+                    .map_err(|e| cql_error("prepare", &e))
+            }
         };
         let insert = prepare(format!(
             "INSERT INTO {ks}.{} (id, first_name, last_name, gender, address, post_code, email, \
@@ -208,7 +221,12 @@ impl CassandraSink {
             .build()
     }
 
-    async fn exec(&self, prepared: &PreparedQuery, values: QueryValues, what: &str) -> Result<(), StageError> {
+    async fn exec(
+        &self,
+        prepared: &PreparedQuery,
+        values: QueryValues,
+        what: &str,
+    ) -> Result<(), StageError> {
         let params = self.params(values);
         tokio::time::timeout(
             self.config.request_timeout,
@@ -301,7 +319,12 @@ impl RowSink for CassandraSink {
         }
     }
 
-    async fn store_offset(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), StageError> {
+    async fn store_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StageError> {
         let values = QueryValues::SimpleValues(vec![
             Value::from(topic.to_string()),
             Value::from(partition),

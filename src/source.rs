@@ -142,7 +142,10 @@ impl UserApiClient {
 
     fn query(&self, page: Option<u32>) -> Vec<(&'static str, String)> {
         let c = &self.config;
-        let mut q = vec![("results", c.results.to_string()), ("format", "json".into())];
+        let mut q = vec![
+            ("results", c.results.to_string()),
+            ("format", "json".into()),
+        ];
         if !c.seed.is_empty() {
             q.push(("seed", c.seed.clone()));
         }
@@ -229,7 +232,10 @@ impl UserApiClient {
                 .observe(started.elapsed().as_secs_f64());
             let error = match result {
                 Ok(p) => {
-                    self.metrics.source_requests.with_label_values(&["ok"]).inc();
+                    self.metrics
+                        .source_requests
+                        .with_label_values(&["ok"])
+                        .inc();
                     return Ok(p);
                 }
                 Err(e) => e,
@@ -352,7 +358,10 @@ pub async fn run_source<C: PageCursor>(
             }
             ScheduleMode::Interval => {
                 let next = run_started + config.interval;
-                tracing::info!(next_in_s = next.saturating_duration_since(Instant::now()).as_secs(), "source run complete; waiting for the next interval");
+                tracing::info!(
+                    next_in_s = next.saturating_duration_since(Instant::now()).as_secs(),
+                    "source run complete; waiting for the next interval"
+                );
                 tokio::select! {
                     () = tokio::time::sleep_until(next.into()) => {}
                     () = token.cancelled() => return Ok(()),
@@ -397,7 +406,11 @@ async fn run_pages(
         .filter(|(_, p)| !landed.contains(p))
         .collect();
     if todo.len() < pages.len() {
-        tracing::info!(skipped = pages.len() - todo.len(), remaining = todo.len(), "resuming seeded run");
+        tracing::info!(
+            skipped = pages.len() - todo.len(),
+            remaining = todo.len(),
+            "resuming seeded run"
+        );
     }
     let mut fetches = futures::stream::iter(todo.into_iter().map(|(index, page)| {
         let client = client.clone();
@@ -482,7 +495,13 @@ mod tests {
         assert!(FetchError::RateLimited(None).is_retriable());
         assert!(FetchError::Server(503).is_retriable());
         assert!(FetchError::Body(PageError::NotJson("x".into())).is_retriable());
-        assert!(!FetchError::Client { status: 400, body: String::new() }.is_retriable());
+        assert!(
+            !FetchError::Client {
+                status: 400,
+                body: String::new()
+            }
+            .is_retriable()
+        );
         assert_eq!(FetchError::RateLimited(None).outcome(), "rate_limited");
     }
 
@@ -494,6 +513,10 @@ mod tests {
             limiter.acquire().await;
         }
         // 6 slots at 20 ms spacing: the last starts 100 ms after the first.
-        assert!(start.elapsed() >= Duration::from_millis(95), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -306,7 +306,12 @@ mod tests {
     async fn restarts_retriable_failures_and_counts_them() {
         let metrics = Metrics::new();
         let health = Arc::new(Health::default());
-        let (sup, _fatal) = Supervisor::new(metrics.clone(), Arc::clone(&health), fast_backoff(), Duration::from_secs(60));
+        let (sup, _fatal) = Supervisor::new(
+            metrics.clone(),
+            Arc::clone(&health),
+            fast_backoff(),
+            Duration::from_secs(60),
+        );
         let runs = Arc::new(AtomicU32::new(0));
         let r = Arc::clone(&runs);
         sup.spawn("flaky", CancellationToken::new(), move |ctx| {
@@ -320,7 +325,9 @@ mod tests {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(5), sup.wait()).await.expect("finishes");
+        tokio::time::timeout(Duration::from_secs(5), sup.wait())
+            .await
+            .expect("finishes");
         assert_eq!(runs.load(Ordering::SeqCst), 4);
         assert_eq!(metrics.task_restarts.with_label_values(&["flaky"]).get(), 3);
         assert_eq!(health.state("flaky"), Some(TaskState::Finished));
@@ -330,7 +337,12 @@ mod tests {
     async fn fatal_error_is_reported_not_retried() {
         let metrics = Metrics::new();
         let health = Arc::new(Health::default());
-        let (sup, mut fatal) = Supervisor::new(metrics.clone(), Arc::clone(&health), fast_backoff(), Duration::from_secs(60));
+        let (sup, mut fatal) = Supervisor::new(
+            metrics.clone(),
+            Arc::clone(&health),
+            fast_backoff(),
+            Duration::from_secs(60),
+        );
         let runs = Arc::new(AtomicU32::new(0));
         let r = Arc::clone(&runs);
         sup.spawn("auth", CancellationToken::new(), move |_ctx| {
@@ -340,7 +352,10 @@ mod tests {
                 Err(StageError::fatal("password refused"))
             }
         });
-        let f = tokio::time::timeout(Duration::from_secs(5), fatal.recv()).await.expect("in time").expect("a fatal");
+        let f = tokio::time::timeout(Duration::from_secs(5), fatal.recv())
+            .await
+            .expect("in time")
+            .expect("a fatal");
         assert_eq!(f.task, "auth");
         assert!(f.message.contains("refused"));
         sup.wait().await;
@@ -353,7 +368,12 @@ mod tests {
     async fn panics_are_restarted_and_readiness_tracks_state() {
         let metrics = Metrics::new();
         let health = Arc::new(Health::default());
-        let (sup, _fatal) = Supervisor::new(metrics.clone(), Arc::clone(&health), fast_backoff(), Duration::from_secs(60));
+        let (sup, _fatal) = Supervisor::new(
+            metrics.clone(),
+            Arc::clone(&health),
+            fast_backoff(),
+            Duration::from_secs(60),
+        );
         let token = CancellationToken::new();
         let runs = Arc::new(AtomicU32::new(0));
         let r = Arc::clone(&runs);
@@ -374,9 +394,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(health.not_ready().is_empty());
-        assert_eq!(metrics.task_restarts.with_label_values(&["worker"]).get(), 1);
+        assert_eq!(
+            metrics.task_restarts.with_label_values(&["worker"]).get(),
+            1
+        );
         token.cancel();
-        tokio::time::timeout(Duration::from_secs(5), sup.wait()).await.expect("stops on cancel");
+        tokio::time::timeout(Duration::from_secs(5), sup.wait())
+            .await
+            .expect("stops on cancel");
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

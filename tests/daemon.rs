@@ -30,26 +30,50 @@ fn bad_configs_exit_78_naming_the_key() {
         ("[source]\nresults = 5001\n", "source.results"),
         ("[source]\nresults = \"lots\"\n", "source.results"),
         ("[source]\nurl = \"not a url\"\n", "source.url"),
-        ("[source]\nrequests_per_second = 100.0\n", "source.requests_per_second"),
+        (
+            "[source]\nrequests_per_second = 100.0\n",
+            "source.requests_per_second",
+        ),
         ("[source]\nmode = \"hourly\"\n", "source.mode"),
         ("[source]\ntimeout = \"forever\"\n", "source.timeout"),
         ("[source]\ntypo_key = 1\n", "source.typo_key"),
         ("[sorce]\nresults = 1\n", "sorce"),
         ("[postgres]\nurl = \"mysql://x/y\"\n", "postgres.url"),
-        ("[postgres]\nmax_connections = 0\n", "postgres.max_connections"),
-        ("[postgres]\npassword_file = \"/does/not/exist\"\n", "postgres.password_file"),
+        (
+            "[postgres]\nmax_connections = 0\n",
+            "postgres.max_connections",
+        ),
+        (
+            "[postgres]\npassword_file = \"/does/not/exist\"\n",
+            "postgres.password_file",
+        ),
         ("[kafka]\nbootstrap = [\"no-port\"]\n", "kafka.bootstrap"),
-        ("[kafka]\nreplication_factor = 0\n", "kafka.replication_factor"),
+        (
+            "[kafka]\nreplication_factor = 0\n",
+            "kafka.replication_factor",
+        ),
         ("[kafka]\ncompression = \"lzma\"\n", "kafka.compression"),
         ("[consumer]\ninstances = 0\n", "consumer.instances"),
-        ("[consumer]\nfetch_max_wait = \"1h\"\n", "consumer.fetch_max_wait"),
+        (
+            "[consumer]\nfetch_max_wait = \"1h\"\n",
+            "consumer.fetch_max_wait",
+        ),
         ("[cassandra]\ntable = \"users;drop\"\n", "cassandra.table"),
-        ("[cassandra]\nwrite_mode = \"yolo\"\n", "cassandra.write_mode"),
+        (
+            "[cassandra]\nwrite_mode = \"yolo\"\n",
+            "cassandra.write_mode",
+        ),
         ("[dlq]\ntopic = \"\"\n", "dlq.topic"),
         ("[http]\nlisten = 9898\n", "http.listen"),
         ("[log]\nformat = \"yaml\"\n", "log.format"),
-        ("[runtime]\nshutdown_deadline = \"0s\"\n", "runtime.shutdown_deadline"),
-        ("[runtime.backoff]\nmultiplier = 0.5\n", "runtime.backoff.multiplier"),
+        (
+            "[runtime]\nshutdown_deadline = \"0s\"\n",
+            "runtime.shutdown_deadline",
+        ),
+        (
+            "[runtime.backoff]\nmultiplier = 0.5\n",
+            "runtime.backoff.multiplier",
+        ),
     ];
     assert!(cases.len() >= 15);
     for (i, (toml, key)) in cases.iter().enumerate() {
@@ -58,8 +82,14 @@ fn bad_configs_exit_78_naming_the_key() {
         let p = path.to_str().expect("utf8 path");
         for command in ["check", "run"] {
             let (code, _out, err) = pipeline(&["--config", p, command], &[]);
-            assert_eq!(code, 78, "{command} with {toml:?}: exit {code}, stderr: {err}");
-            assert!(err.contains(&format!("`{key}`")), "{command} with {toml:?} must name `{key}`: {err}");
+            assert_eq!(
+                code, 78,
+                "{command} with {toml:?}: exit {code}, stderr: {err}"
+            );
+            assert!(
+                err.contains(&format!("`{key}`")),
+                "{command} with {toml:?} must name `{key}`: {err}"
+            );
         }
     }
     // The same through the environment.
@@ -80,18 +110,28 @@ fn check_prints_config_but_never_secrets() {
     let pw = dir.path().join("cassandra_pw");
     std::fs::write(&pw, "file-secret-9f3b\n").expect("write");
     let (code, out, err) = pipeline(
-        &["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml"), "check"],
+        &[
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml"),
+            "check",
+        ],
         &[
             ("PIPELINE_POSTGRES__PASSWORD", "env-secret-71ac"),
             ("PIPELINE_CASSANDRA__USERNAME", "cass"),
-            ("PIPELINE_CASSANDRA__PASSWORD_FILE", pw.to_str().expect("path")),
+            (
+                "PIPELINE_CASSANDRA__PASSWORD_FILE",
+                pw.to_str().expect("path"),
+            ),
         ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("topic = \"users_created\""), "{out}");
     assert!(out.contains("***"), "masked password shown as ***: {out}");
     for secret in ["env-secret-71ac", "file-secret-9f3b"] {
-        assert!(!out.contains(secret) && !err.contains(secret), "secret leaked");
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "secret leaked"
+        );
     }
 }
 
@@ -124,14 +164,18 @@ impl Proxy {
         let (u, c) = (Arc::clone(&up), Arc::clone(&cut));
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if !u.load(Ordering::SeqCst) {
                     continue; // dropped: connection refused in effect
                 }
                 let upstream = upstream.clone();
                 let c = Arc::clone(&c);
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         () = c.notified() => {}
@@ -157,7 +201,12 @@ async fn metrics_readiness_flip_and_sigterm() {
     common::require_stack();
     let mut s = common::Scenario::new("daemon_ready", "http://127.0.0.1:9/api/").await;
     let pg = reqwest::Url::parse(&s.db_url).expect("url");
-    let proxy = Proxy::start(format!("{}:{}", pg.host_str().unwrap_or("127.0.0.1"), pg.port().unwrap_or(5432))).await;
+    let proxy = Proxy::start(format!(
+        "{}:{}",
+        pg.host_str().unwrap_or("127.0.0.1"),
+        pg.port().unwrap_or(5432)
+    ))
+    .await;
     let mut via_proxy = pg.clone();
     let _ = via_proxy.set_port(Some(proxy.port));
     let _ = via_proxy.set_password(None);
@@ -167,16 +216,30 @@ async fn metrics_readiness_flip_and_sigterm() {
         .set("PIPELINE_RUNTIME__SHUTDOWN_DEADLINE", "10s");
     let mut daemon = s.spawn(&["run"], &common::log_path("daemon_ready"));
 
-    daemon.wait_for("/healthz", Duration::from_secs(30), |st, _| st == 200).await;
-    daemon.wait_for("/readyz", Duration::from_secs(90), |st, _| st == 200).await;
-    let metrics = daemon.wait_for("/metrics", Duration::from_secs(5), |st, _| st == 200).await;
+    daemon
+        .wait_for("/healthz", Duration::from_secs(30), |st, _| st == 200)
+        .await;
+    daemon
+        .wait_for("/readyz", Duration::from_secs(90), |st, _| st == 200)
+        .await;
+    let metrics = daemon
+        .wait_for("/metrics", Duration::from_secs(5), |st, _| st == 200)
+        .await;
     assert!(metrics.contains("pipeline_build_info{"), "{metrics}");
-    assert!(metrics.contains("pipeline_task_up{task=\"relay\"} 1"), "{metrics}");
-    assert!(metrics.contains("pipeline_task_up{task=\"consumer\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("pipeline_task_up{task=\"relay\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pipeline_task_up{task=\"consumer\"} 1"),
+        "{metrics}"
+    );
 
     // Postgres goes away: the relay fails, /readyz says so, restarts are counted.
     proxy.down();
-    let body = daemon.wait_for("/readyz", Duration::from_secs(30), |st, _| st == 503).await;
+    let body = daemon
+        .wait_for("/readyz", Duration::from_secs(30), |st, _| st == 503)
+        .await;
     assert!(body.contains("relay"), "{body}");
     let metrics = daemon
         .wait_for("/metrics", Duration::from_secs(30), |_, b| {
@@ -189,7 +252,9 @@ async fn metrics_readiness_flip_and_sigterm() {
 
     // It comes back without a restart of the daemon.
     proxy.restore();
-    daemon.wait_for("/readyz", Duration::from_secs(60), |st, _| st == 200).await;
+    daemon
+        .wait_for("/readyz", Duration::from_secs(60), |st, _| st == 200)
+        .await;
 
     // SIGTERM: clean exit 0, well within the deadline.
     let started = Instant::now();
@@ -207,9 +272,16 @@ async fn unreachable_http_listen_is_a_clear_error() {
     let port = taken.local_addr().expect("addr").port();
     let listen = format!("127.0.0.1:{port}");
     let (code, _, err) = pipeline(
-        &["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml"), "run"],
+        &[
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml"),
+            "run",
+        ],
         &[("PIPELINE_HTTP__LISTEN", &listen)],
     );
     assert_eq!(code, 1);
-    assert!(err.contains("http.listen") && err.contains(&listen), "{err}");
+    assert!(
+        err.contains("http.listen") && err.contains(&listen),
+        "{err}"
+    );
 }

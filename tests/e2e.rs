@@ -40,9 +40,13 @@ fn expected(seed: &str, results: u32, records: u32, faults: &ContentFaults) -> E
     Expected { valid, malformed }
 }
 
-async fn cassandra_rows(keyspace: &str) -> BTreeMap<String, BTreeMap<&'static str, Option<String>>> {
+async fn cassandra_rows(
+    keyspace: &str,
+) -> BTreeMap<String, BTreeMap<&'static str, Option<String>>> {
     let session = common::cassandra().await;
-    let params = StatementParamsBuilder::new().with_page_size(1_000_000).build();
+    let params = StatementParamsBuilder::new()
+        .with_page_size(1_000_000)
+        .build();
     let rows = session
         .query_with_params(
             format!("SELECT id, first_name, last_name, email, username, post_code, picture, dob, address FROM {keyspace}.created_users"),
@@ -58,8 +62,20 @@ async fn cassandra_rows(keyspace: &str) -> BTreeMap<String, BTreeMap<&'static st
         .map(|row| {
             let id: uuid::Uuid = row.get_r_by_name("id").expect("id");
             let mut cols = BTreeMap::new();
-            for c in ["first_name", "last_name", "email", "username", "post_code", "picture", "dob", "address"] {
-                cols.insert(c, IntoRustByName::<String>::get_by_name(row, c).expect("text column"));
+            for c in [
+                "first_name",
+                "last_name",
+                "email",
+                "username",
+                "post_code",
+                "picture",
+                "dob",
+                "address",
+            ] {
+                cols.insert(
+                    c,
+                    IntoRustByName::<String>::get_by_name(row, c).expect("text column"),
+                );
             }
             (id.to_string(), cols)
         })
@@ -105,7 +121,10 @@ async fn assert_table_exact(keyspace: &str, exp: &Expected) {
             mismatched += 1;
         }
     }
-    println!("lost={lost}, extra={extra}, mismatched={mismatched}, valid={}", exp.valid.len());
+    println!(
+        "lost={lost}, extra={extra}, mismatched={mismatched}, valid={}",
+        exp.valid.len()
+    );
     assert_eq!((lost, extra, mismatched), (0, 0, 0));
 }
 
@@ -122,10 +141,18 @@ async fn dead_letters(topic: &str) -> (BTreeSet<String>, usize, BTreeSet<String>
             .get("pipeline.error.reason")
             .map(|v| String::from_utf8_lossy(v).to_string())
             .expect("every dead letter names its reason");
-        assert!(r.record.headers.contains_key("pipeline.error.offset"), "origin offset header");
-        assert!(r.record.headers.contains_key("pipeline.error.detail"), "detail header");
+        assert!(
+            r.record.headers.contains_key("pipeline.error.offset"),
+            "origin offset header"
+        );
+        assert!(
+            r.record.headers.contains_key("pipeline.error.detail"),
+            "detail header"
+        );
         reasons.insert(reason);
-        keys.insert(String::from_utf8_lossy(r.record.key.as_deref().unwrap_or_default()).to_string());
+        keys.insert(
+            String::from_utf8_lossy(r.record.key.as_deref().unwrap_or_default()).to_string(),
+        );
     }
     (keys, records.len(), reasons)
 }
@@ -160,12 +187,20 @@ async fn bad_records_are_dead_lettered_and_the_table_is_exact() {
 
     let seed = s.env["PIPELINE_SOURCE__SEED"].clone();
     let exp = expected(&seed, results, records, &faults);
-    assert!(!exp.malformed.is_empty() && exp.malformed.len() < 600, "{}", exp.malformed.len());
+    assert!(
+        !exp.malformed.is_empty() && exp.malformed.len() < 600,
+        "{}",
+        exp.malformed.len()
+    );
     assert_table_exact(&s.keyspace, &exp).await;
 
     let (keys, count, reasons) = dead_letters(&s.dlq).await;
     assert_eq!(keys, exp.malformed, "DLQ holds exactly the malformed ids");
-    assert_eq!(count, exp.malformed.len(), "no duplicate dead letters in a clean run");
+    assert_eq!(
+        count,
+        exp.malformed.len(),
+        "no duplicate dead letters in a clean run"
+    );
     assert!(reasons.len() >= 3, "several reasons: {reasons:?}");
 
     let report: serde_json::Value =
@@ -206,15 +241,26 @@ async fn killed_daemon_resumes_and_the_table_is_exact() {
         .await;
     first.kill9();
 
-    let mut second = s.spawn(&["run", "--drain-and-exit"], &common::log_path("e2e_kill_2"));
+    let mut second = s.spawn(
+        &["run", "--drain-and-exit"],
+        &common::log_path("e2e_kill_2"),
+    );
     let code = second.wait(Duration::from_secs(300));
-    assert_eq!(code, 0, "restarted daemon failed; log:\n{}", second.log_tail(80));
+    assert_eq!(
+        code,
+        0,
+        "restarted daemon failed; log:\n{}",
+        second.log_tail(80)
+    );
 
     let seed = s.env["PIPELINE_SOURCE__SEED"].clone();
     let exp = expected(&seed, results, records, &faults);
     assert_table_exact(&s.keyspace, &exp).await;
     let (keys, _count, _) = dead_letters(&s.dlq).await;
-    assert_eq!(keys, exp.malformed, "every malformed id dead-lettered (replays may repeat one)");
+    assert_eq!(
+        keys, exp.malformed,
+        "every malformed id dead-lettered (replays may repeat one)"
+    );
 
     // Postgres landed every user exactly once.
     let pool = sqlx::PgPool::connect(&s.db_url).await.expect("pg");

@@ -22,7 +22,10 @@ async fn rskafka_creates_produces_and_fetches() {
         .await
         .expect("create topic");
     let topics = client.list_topics().await.expect("list");
-    let t = topics.iter().find(|t| t.name == topic).expect("topic listed");
+    let t = topics
+        .iter()
+        .find(|t| t.name == topic)
+        .expect("topic listed");
     assert_eq!(t.partitions.len(), 2);
 
     let pc = client
@@ -37,9 +40,15 @@ async fn rskafka_creates_produces_and_fetches() {
             timestamp: chrono::Utc::now(),
         })
         .collect();
-    let offsets = pc.produce(records.clone(), Compression::Lz4).await.expect("produce");
+    let offsets = pc
+        .produce(records.clone(), Compression::Lz4)
+        .await
+        .expect("produce");
     assert_eq!(offsets.len(), 100);
-    assert_eq!(pc.get_offset(OffsetAt::Latest).await.expect("latest"), offsets[99] + 1);
+    assert_eq!(
+        pc.get_offset(OffsetAt::Latest).await.expect("latest"),
+        offsets[99] + 1
+    );
 
     let back = common::read_topic(&client, &topic).await;
     assert_eq!(back.len(), 100);
@@ -63,7 +72,9 @@ async fn cdrs_creates_keyspace_writes_and_reads() {
         .await
         .expect("create keyspace");
     session
-        .query(format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, name text)"))
+        .query(format!(
+            "CREATE TABLE {ks}.t (id int PRIMARY KEY, name text)"
+        ))
         .await
         .expect("create table");
     let insert = session
@@ -90,7 +101,10 @@ async fn cdrs_creates_keyspace_writes_and_reads() {
         let name: String = row.get_r_by_name("name").expect("name");
         assert_eq!(name, format!("name-{id}"));
     }
-    session.query(format!("DROP KEYSPACE {ks}")).await.expect("drop");
+    session
+        .query(format!("DROP KEYSPACE {ks}"))
+        .await
+        .expect("drop");
 }
 
 #[tokio::test]
@@ -99,9 +113,15 @@ async fn sqlx_runs_migrations_writes_and_reads() {
     let db = common::unique("svc_pg");
     let url = common::scratch_database(&db).await;
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    pipeline::landing::MIGRATOR.run(&pool).await.expect("migrate");
+    pipeline::landing::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate");
     // Migrations are idempotent.
-    pipeline::landing::MIGRATOR.run(&pool).await.expect("migrate again");
+    pipeline::landing::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate again");
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&pool)
         .await

@@ -79,7 +79,11 @@ pub const DEFAULT_BAD_KINDS: &str = "missing-field,wrong-type,invalid-uuid,bad-d
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulatorArgs {
     /// Address to listen on (loopback unless you mean it).
-    #[arg(long, env = "EMULATOR_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "PIPELINE_EMULATOR_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
     /// Delay added to every API answer, e.g. "150ms".
     #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]

@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::data::{self, NatData};
-use super::params::{Field, FieldSet, Gender, Nat, PageParams};
+use super::params::{Field, FieldSet, Gender, MAX_RESULTS, Nat, PageParams};
 
 /// The instant ages are computed against: 2025-01-01T00:00:00Z (unix ms). Fixed rather than
 /// the wall clock so a page is reproducible forever; `dob.age` and `registered.age` are full
@@ -30,7 +30,7 @@ const DOB_MAX_MS: i64 = REFERENCE_TIME_MS - 21 * 365 * DAY_MS;
 const REGISTERED_MIN_MS: i64 = 1_016_688_461_000;
 const REGISTERED_MAX_MS: i64 = REFERENCE_TIME_MS - DAY_MS;
 
-const RNG_SALT: u64 = 0x5eed_0f_0a11_5eed;
+const RNG_SALT: u64 = 0x005e_ed0f_0a11_5eed;
 const UUID_SALT: u64 = 0x0bad_cafe_d00d_f00d;
 const FAULT_SALT: u64 = 0xfa17_fa17_fa17_fa17;
 
@@ -194,8 +194,9 @@ pub fn generate_page(params: &PageParams, faults: &ContentFaults) -> GeneratedPa
         gender: params.gender,
         faults,
     };
-    let mut out = Vec::with_capacity(results.saturating_mul(1150).saturating_add(128));
-    let mut users = Vec::with_capacity(results);
+    // Capped so a hand-built huge `results` grows the buffer instead of reserving it all.
+    let mut out = Vec::with_capacity(results.min(MAX_RESULTS as usize) * 1150 + 128);
+    let mut users = Vec::with_capacity(results.min(MAX_RESULTS as usize));
     let mut scratch = Scratch::default();
     out.extend_from_slice(b"{\"results\":[");
     for index in 0..params.results {
@@ -227,9 +228,9 @@ pub fn generate_page(params: &PageParams, faults: &ContentFaults) -> GeneratedPa
 /// The `login.uuid` of record `index` (0-based) on `page` for `seed`: 16 hash bytes laid out
 /// as a version-4 uuid. For a fixed seed the map `(page, index) → uuid` is injective.
 pub fn user_uuid(seed: &str, page: u32, index: u32) -> String {
-    let params = PageParams::new(seed, page, 1);
-    let lo = record_key(hash_seed(params.rng_seed()), page, index);
-    String::from_utf8_lossy(&format_uuid(lo, hash_seed(params.rng_seed()))).into_owned()
+    let h_seed = hash_seed(PageParams::new(seed, page, 1).rng_seed());
+    let key = record_key(h_seed, page, index);
+    String::from_utf8_lossy(&format_uuid(key, h_seed)).into_owned()
 }
 
 struct PageCtx<'a> {

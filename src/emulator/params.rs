@@ -31,8 +31,8 @@ pub enum Nat {
 /// The real API's nationality list in its order; the index is what an 18-character seed's
 /// last two hex digits encode.
 const API_NATS: [&str; 21] = [
-    "AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX", "NL",
-    "NO", "NZ", "RS", "TR", "UA", "US",
+    "AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX", "NL", "NO",
+    "NZ", "RS", "TR", "UA", "US",
 ];
 
 impl Nat {
@@ -218,7 +218,11 @@ impl FieldSet {
                     .fold(0, |acc, f| acc | f.bit()),
             ),
         };
-        for f in exc.unwrap_or_default().iter().filter_map(|n| Field::from_name(n)) {
+        for f in exc
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| Field::from_name(n))
+        {
             set.0 &= !f.bit();
         }
         set
@@ -468,5 +472,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn hex_value(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }

@@ -374,8 +374,5 @@ fn json_response(status: StatusCode, body: String) -> Response {
 
 /// `{"error": "..."}`, the shape of every error the real API returns.
 fn error_response(status: StatusCode, message: &str) -> Response {
-    json_response(
-        status,
-        serde_json::json!({ "error": message }).to_string(),
-    )
+    json_response(status, serde_json::json!({ "error": message }).to_string())
 }

@@ -50,8 +50,14 @@ fn same_request_gives_identical_bytes() {
     let b = generate_page(&params, &faults);
     assert_eq!(a.body, b.body);
     assert_eq!(a.users, b.users);
-    assert_ne!(a.body, generate_page(&page("determinism", 4, 500), &faults).body);
-    assert_ne!(a.body, generate_page(&page("determinism2", 3, 500), &faults).body);
+    assert_ne!(
+        a.body,
+        generate_page(&page("determinism", 4, 500), &faults).body
+    );
+    assert_ne!(
+        a.body,
+        generate_page(&page("determinism2", 3, 500), &faults).body
+    );
 }
 
 #[test]
@@ -62,7 +68,10 @@ fn records_do_not_depend_on_results() {
     let big_v = parse(&big.body);
     assert_eq!(small_v["results"].as_array().map(Vec::len), Some(10));
     let big_records = big_v["results"].as_array().expect("results");
-    assert_eq!(small_v["results"].as_array(), Some(&big_records[..10].to_vec()));
+    assert_eq!(
+        small_v["results"].as_array(),
+        Some(&big_records[..10].to_vec())
+    );
 }
 
 #[test]
@@ -92,18 +101,37 @@ fn full_schema_with_credentials_and_consistent_ages() {
     // Keys in the real API's order (serde_json's map sorts them, so look at the text).
     let first_record = &generated.body[..generated.body.find("},{").expect("two records")];
     let order = [
-        "gender", "name", "location", "email", "login", "dob", "registered", "phone", "cell",
-        "id", "picture", "nat",
+        "gender",
+        "name",
+        "location",
+        "email",
+        "login",
+        "dob",
+        "registered",
+        "phone",
+        "cell",
+        "id",
+        "picture",
+        "nat",
     ];
     let positions: Vec<usize> = order
         .iter()
-        .map(|k| first_record.find(&format!("\"{k}\":")).expect("key present"))
+        .map(|k| {
+            first_record
+                .find(&format!("\"{k}\":"))
+                .expect("key present")
+        })
         .collect();
     assert!(positions.is_sorted(), "{positions:?}");
     let reference = chrono::DateTime::from_timestamp_millis(REFERENCE_TIME_MS).expect("ref");
     for (r, user) in records.iter().zip(&generated.users) {
         check_record(r).expect("valid record");
-        let mut keys: Vec<&str> = r.as_object().expect("object").keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = r
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         let mut want: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
         keys.sort_unstable();
         want.sort_unstable();
@@ -123,14 +151,19 @@ fn full_schema_with_credentials_and_consistent_ages() {
             assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
         }
         let email = str_at(r, "/email").expect("email");
-        assert!(email.is_ascii() && email.ends_with("@example.com"), "{email}");
+        assert!(
+            email.is_ascii() && email.ends_with("@example.com"),
+            "{email}"
+        );
         for (field, max) in [("dob", 90), ("registered", 25)] {
             let date = chrono::DateTime::parse_from_rfc3339(
                 str_at(r, &format!("/{field}/date")).expect("date"),
             )
             .expect("rfc3339");
             let age = r[field]["age"].as_i64().expect("age number");
-            let years = reference.years_since(date.to_utc()).expect("date before reference");
+            let years = reference
+                .years_since(date.to_utc())
+                .expect("date before reference");
             assert_eq!(i64::from(years), age, "{field}");
             assert!(age <= max);
         }
@@ -144,7 +177,10 @@ fn full_schema_with_credentials_and_consistent_ages() {
         assert!(r["location"]["street"]["number"].is_u64());
         for size in ["large", "medium", "thumbnail"] {
             let url = str_at(r, &format!("/picture/{size}")).expect("picture");
-            assert!(url.starts_with("https://randomuser.me/api/portraits/"), "{url}");
+            assert!(
+                url.starts_with("https://randomuser.me/api/portraits/"),
+                "{url}"
+            );
             assert!(url.ends_with(".jpg"));
         }
     }
@@ -197,9 +233,19 @@ fn query_numbers_fall_back_to_one() {
         ("7", 7),
         ("%207", 7),
     ] {
-        assert_eq!(query(&format!("results={raw}")).results, want, "results={raw}");
+        assert_eq!(
+            query(&format!("results={raw}")).results,
+            want,
+            "results={raw}"
+        );
     }
-    for (raw, want) in [("0", 1), ("10001", 1), ("x", 1), ("10000", 10_000), ("3", 3)] {
+    for (raw, want) in [
+        ("0", 1),
+        ("10001", 1),
+        ("x", 1),
+        ("10000", 10_000),
+        ("3", 3),
+    ] {
         assert_eq!(query(&format!("page={raw}")).page, want, "page={raw}");
     }
     let defaults = PageParams::from_query(None).expect("no query");
@@ -210,7 +256,12 @@ fn query_numbers_fall_back_to_one() {
 fn missing_seed_is_drawn_and_echoed() {
     let params = PageParams::from_query(Some("results=2")).expect("ok");
     assert_eq!(params.seed.len(), 16);
-    assert!(params.seed.bytes().all(|b| b"abcdef1234567890".contains(&b)));
+    assert!(
+        params
+            .seed
+            .bytes()
+            .all(|b| b"abcdef1234567890".contains(&b))
+    );
     let v = parse(&generate_page(&params, &ContentFaults::none()).body);
     assert_eq!(v["info"]["seed"], params.seed.as_str());
     // An empty seed counts as missing.
@@ -257,7 +308,12 @@ fn inc_exc_and_noinfo() {
     assert!(!fields.contains(Field::Nat) && !fields.contains(Field::Email));
     let v = parse(&generate_page(&params, &ContentFaults::none()).body);
     let full = parse(&generate_page(&query("seed=fields&results=20"), &ContentFaults::none()).body);
-    for (r, f) in v["results"].as_array().expect("r").iter().zip(full["results"].as_array().expect("f")) {
+    for (r, f) in v["results"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .zip(full["results"].as_array().expect("f"))
+    {
         let keys: Vec<&String> = r.as_object().expect("object").keys().collect();
         assert_eq!(keys, ["login", "name"]);
         // Excluding fields never changes the others.
@@ -265,7 +321,7 @@ fn inc_exc_and_noinfo() {
         assert_eq!(r["login"], f["login"]);
     }
     assert_eq!(query("inc=").fields(), FieldSet::ALL);
-    assert_eq!(query("exc=LOGIN, email").fields().contains(Field::Login), false);
+    assert!(!query("exc=LOGIN, email").fields().contains(Field::Login));
     let noinfo = parse(&generate_page(&query("noinfo&results=1"), &ContentFaults::none()).body);
     assert!(noinfo.get("info").is_none());
     assert!(query("noinfo=false").noinfo);
@@ -304,7 +360,10 @@ fn fault_marks_match_the_records() {
                 *by_kind.entry(kind).or_insert(0) += 1;
             }
         }
-        assert_eq!(user.id.as_deref(), r.pointer("/login/uuid").and_then(Value::as_str));
+        assert_eq!(
+            user.id.as_deref(),
+            r.pointer("/login/uuid").and_then(Value::as_str)
+        );
         match user.fault {
             Some(ContentFault::InvalidUuid) => {
                 assert!(str_at(r, "/login/uuid").is_ok_and(|u| u.starts_with("not-a-uuid-")));
@@ -323,27 +382,53 @@ fn fault_marks_match_the_records() {
         }
     }
     let total: usize = by_kind.values().sum();
-    assert!((500..=700).contains(&total), "{total} faults for 30% of 2000");
+    assert!(
+        (500..=700).contains(&total),
+        "{total} faults for 30% of 2000"
+    );
     assert_eq!(by_kind.len(), 5, "{by_kind:?}");
 }
 
 #[test]
 fn fault_fraction_bounds_and_inapplicable_kinds() {
-    let all = generate_page(&page("f", 1, 200), &ContentFaults::new(1.0, [ContentFault::BadDate]));
-    assert!(all.users.iter().all(|u| u.fault == Some(ContentFault::BadDate)));
-    let none = generate_page(&page("f", 1, 200), &ContentFaults::new(0.0, ContentFault::ALL));
+    let all = generate_page(
+        &page("f", 1, 200),
+        &ContentFaults::new(1.0, [ContentFault::BadDate]),
+    );
+    assert!(
+        all.users
+            .iter()
+            .all(|u| u.fault == Some(ContentFault::BadDate))
+    );
+    let none = generate_page(
+        &page("f", 1, 200),
+        &ContentFaults::new(0.0, ContentFault::ALL),
+    );
     assert!(none.users.iter().all(GeneratedUser::is_valid));
     // No login in the response: an invalid uuid cannot be planted, the record stays valid.
     let mut params = page("f", 1, 50);
     params.exc = Some(vec!["login".to_owned()]);
-    let skipped = generate_page(&params, &ContentFaults::new(1.0, [ContentFault::InvalidUuid]));
-    assert!(skipped.users.iter().all(|u| u.fault.is_none() && u.id.is_none()));
+    let skipped = generate_page(
+        &params,
+        &ContentFaults::new(1.0, [ContentFault::InvalidUuid]),
+    );
+    assert!(
+        skipped
+            .users
+            .iter()
+            .all(|u| u.fault.is_none() && u.id.is_none())
+    );
     // ...but another enabled kind still applies.
     let other = generate_page(
         &params,
         &ContentFaults::new(1.0, [ContentFault::InvalidUuid, ContentFault::MissingField]),
     );
-    assert!(other.users.iter().all(|u| u.fault == Some(ContentFault::MissingField)));
+    assert!(
+        other
+            .users
+            .iter()
+            .all(|u| u.fault == Some(ContentFault::MissingField))
+    );
     parse(&other.body);
 }
 
@@ -352,6 +437,9 @@ fn fault_kind_names_round_trip() {
     for kind in ContentFault::ALL {
         assert_eq!(kind.to_string().parse::<ContentFault>(), Ok(kind));
     }
-    assert_eq!("Wrong_Type".parse::<ContentFault>(), Ok(ContentFault::WrongType));
+    assert_eq!(
+        "Wrong_Type".parse::<ContentFault>(),
+        Ok(ContentFault::WrongType)
+    );
     assert!("invalid-utf8".parse::<ContentFault>().is_err());
 }

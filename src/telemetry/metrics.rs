@@ -46,7 +46,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let build = IntGaugeVec::new(
-            Opts::new("pipeline_build_info", "Build information; value is always 1."),
+            Opts::new(
+                "pipeline_build_info",
+                "Build information; value is always 1.",
+            ),
             &["version", "rustc"],
         )
         .expect("valid metric");

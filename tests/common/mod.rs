@@ -71,7 +71,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{prefix}_{}_{:x}", std::process::id(), nanos & 0xff_ffff_ffff)
+    format!(
+        "{prefix}_{}_{:x}",
+        std::process::id(),
+        nanos & 0xff_ffff_ffff
+    )
 }
 
 pub fn free_port() -> u16 {
@@ -191,10 +195,16 @@ impl Scenario {
         set("PIPELINE_SOURCE__CONCURRENCY", "2".into());
         set("PIPELINE_POSTGRES__URL", without_password(&db_url));
         set("PIPELINE_POSTGRES__PASSWORD", password_of(&db_url));
-        set("PIPELINE_KAFKA__BOOTSTRAP", format!("[\"{}\"]", kafka_bootstrap()));
+        set(
+            "PIPELINE_KAFKA__BOOTSTRAP",
+            format!("[\"{}\"]", kafka_bootstrap()),
+        );
         set("PIPELINE_KAFKA__TOPIC", topic.clone());
         set("PIPELINE_DLQ__TOPIC", dlq.clone());
-        set("PIPELINE_CASSANDRA__CONTACT_POINTS", format!("[\"{}\"]", cassandra_contact()));
+        set(
+            "PIPELINE_CASSANDRA__CONTACT_POINTS",
+            format!("[\"{}\"]", cassandra_contact()),
+        );
         set("PIPELINE_CASSANDRA__KEYSPACE", keyspace.clone());
         set("PIPELINE_CASSANDRA__CONSISTENCY", "one".into());
         set("PIPELINE_HTTP__LISTEN", format!("127.0.0.1:{http_port}"));
@@ -220,7 +230,14 @@ impl Scenario {
     pub fn spawn(&self, args: &[&str], log: &PathBuf) -> Daemon {
         let file = std::fs::File::create(log).expect("log file");
         let err = file.try_clone().expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+        // Only this scenario's settings: inherited PIPELINE_* variables would change the run.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("PIPELINE_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .arg("--config")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml"))
             .args(args)
@@ -299,7 +316,12 @@ impl Daemon {
     }
 
     /// Polls `path` until `pred(status, body)`; panics with the log tail after `timeout`.
-    pub async fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(u16, &str) -> bool) -> String {
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        pred: impl Fn(u16, &str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some((status, body)) = self.get(path).await
@@ -337,8 +359,12 @@ pub fn log_path(name: &str) -> PathBuf {
 }
 
 /// Starts the emulator in-process on a free port; returns its base API URL.
-pub async fn start_emulator(config: pipeline::emulator::EmulatorConfig) -> (String, tokio_util::sync::CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+pub async fn start_emulator(
+    config: pipeline::emulator::EmulatorConfig,
+) -> (String, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let token = tokio_util::sync::CancellationToken::new();
     let stop = token.clone();
