@@ -122,6 +122,8 @@ pub struct PostgresConfig {
     pub password_file: Option<PathBuf>,
     /// libpq-style sslmode: disable, prefer, require, verify-ca, verify-full.
     pub sslmode: String,
+    /// PEM file of the CA for verify-ca / verify-full (empty: public roots).
+    pub sslrootcert: Option<PathBuf>,
     /// Pool size.
     pub max_connections: u32,
     /// Connect/acquire timeout.
@@ -145,6 +147,7 @@ impl Default for PostgresConfig {
             password: None,
             password_file: None,
             sslmode: "prefer".into(),
+            sslrootcert: None,
             max_connections: 8,
             connect_timeout: Duration::from_secs(5),
             migrate_on_start: true,
@@ -164,6 +167,37 @@ pub enum CompressionKind {
     Lz4,
     Snappy,
     Zstd,
+}
+
+/// How the Kafka connection is secured (Kafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaSecurity {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaSecurity {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// SASL mechanism for Kafka.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
 }
 
 /// `[kafka]`: brokers, the topic, and the relay's producer.
@@ -189,6 +223,18 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// Largest record value accepted from the broker or produced, in bytes.
     pub max_message_bytes: usize,
+    /// "plaintext", "ssl", "sasl_plaintext" or "sasl_ssl".
+    pub security_protocol: KafkaSecurity,
+    /// "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (with a sasl_* protocol).
+    pub sasl_mechanism: SaslMechanism,
+    /// SASL user name.
+    pub sasl_username: String,
+    /// SASL password (prefer env `PIPELINE_KAFKA__SASL_PASSWORD` or `sasl_password_file`).
+    pub sasl_password: Option<Secret>,
+    /// File holding the SASL password.
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the brokers' certificates (empty: public roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -203,6 +249,12 @@ impl Default for KafkaConfig {
             request_timeout: Duration::from_secs(30),
             client_id: "pipeline".into(),
             max_message_bytes: 1024 * 1024,
+            security_protocol: KafkaSecurity::Plaintext,
+            sasl_mechanism: SaslMechanism::Plain,
+            sasl_username: String::new(),
+            sasl_password: None,
+            sasl_password_file: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -308,6 +360,10 @@ pub struct CassandraConfig {
     /// Timeout of one write.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// PEM file of the CA that signed the nodes' certificates (empty: public roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for CassandraConfig {
@@ -327,6 +383,8 @@ impl Default for CassandraConfig {
             password: None,
             password_file: None,
             request_timeout: Duration::from_secs(10),
+            tls: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -595,6 +653,11 @@ impl Config {
             &mut self.postgres.password,
         )?;
         read_secret_file(
+            "kafka.sasl_password_file",
+            &self.kafka.sasl_password_file,
+            &mut self.kafka.sasl_password,
+        )?;
+        read_secret_file(
             "cassandra.password_file",
             &self.cassandra.password_file,
             &mut self.cassandra.password,
@@ -800,6 +863,35 @@ impl Config {
             ));
         }
 
+        if k.security_protocol.uses_sasl()
+            && (k.sasl_username.is_empty() || k.sasl_password.is_none())
+        {
+            return Err(ConfigError::key(
+                "kafka.sasl_username",
+                "a sasl_* security_protocol needs sasl_username and a sasl_password (or sasl_password_file)",
+            ));
+        }
+        if !k.security_protocol.uses_sasl() && k.sasl_password.is_some() {
+            return Err(ConfigError::key(
+                "kafka.security_protocol",
+                "a SASL password is set but the protocol is not sasl_plaintext or sasl_ssl",
+            ));
+        }
+        for (key, file) in [
+            ("kafka.tls_ca_file", &k.tls_ca_file),
+            ("cassandra.tls_ca_file", &self.cassandra.tls_ca_file),
+            ("postgres.sslrootcert", &self.postgres.sslrootcert),
+        ] {
+            if let Some(path) = file
+                && !path.is_file()
+            {
+                return Err(ConfigError::key(
+                    key,
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+
         let c = &self.consumer;
         if c.instances == 0 {
             return Err(ConfigError::key("consumer.instances", "must be >= 1"));
@@ -926,9 +1018,13 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         // Secret serializes transparently; mask before rendering.
         let mut copy = self.clone();
-        for secret in [&mut copy.postgres.password, &mut copy.cassandra.password]
-            .into_iter()
-            .flatten()
+        for secret in [
+            &mut copy.postgres.password,
+            &mut copy.cassandra.password,
+            &mut copy.kafka.sasl_password,
+        ]
+        .into_iter()
+        .flatten()
         {
             *secret = Secret::new("***");
         }

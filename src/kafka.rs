@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use tokio::sync::Mutex;
 
-use crate::config::{CompressionKind, KafkaConfig};
+use crate::config::{CompressionKind, KafkaConfig, SaslMechanism};
 use crate::supervise::StageError;
 
 /// Runs `fut` under `timeout`, mapping both failure kinds to a retriable stage error.
@@ -55,10 +55,31 @@ pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
         base: 2.0,
         deadline: Some(config.request_timeout),
     };
-    let builder = ClientBuilder::new(config.bootstrap.clone())
+    let mut builder = ClientBuilder::new(config.bootstrap.clone())
         .client_id(config.client_id.clone())
         .max_message_size(config.max_message_bytes.max(16 * 1024 * 1024))
         .backoff_config(backoff);
+    if config.security_protocol.uses_tls() {
+        builder = builder.tls_config(crate::tls::client_config(
+            config.tls_ca_file.as_deref(),
+            "kafka.tls_ca_file",
+        )?);
+    }
+    if config.security_protocol.uses_sasl() {
+        let credentials = Credentials::new(
+            config.sasl_username.clone(),
+            config
+                .sasl_password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
+        );
+        builder = builder.sasl_config(match config.sasl_mechanism {
+            SaslMechanism::Plain => SaslConfig::Plain(credentials),
+            SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(credentials),
+            SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
+        });
+    }
     deadline("connect", config.request_timeout, builder.build()).await
 }
 

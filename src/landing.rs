@@ -41,6 +41,9 @@ pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, StageError> {
     if let Some(password) = &config.password {
         options = options.password(password.expose());
     }
+    if let Some(ca) = &config.sslrootcert {
+        options = options.ssl_root_cert(ca);
+    }
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.connect_timeout)

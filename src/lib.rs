@@ -27,6 +27,7 @@
 //! - [`sink`]: Cassandra schema, writes and the offset store.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, logs, systemd notify.
+//! - [`tls`]: rustls client configuration for Kafka and Cassandra.
 //! - [`app`]: wires the stages together; `run`, `check`, `migrate`.
 
 pub mod app;
@@ -41,3 +42,4 @@ pub mod sink;
 pub mod source;
 pub mod supervise;
 pub mod telemetry;
+pub mod tls;

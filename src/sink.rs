@@ -13,28 +13,85 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use cdrs_tokio::authenticators::{NoneAuthenticatorProvider, StaticPasswordAuthenticatorProvider};
-use cdrs_tokio::cluster::session::{Session, SessionBuilder, TcpSessionBuilder};
-use cdrs_tokio::cluster::{NodeTcpConfigBuilder, TcpConnectionManager};
+use cdrs_tokio::authenticators::{
+    NoneAuthenticatorProvider, SaslAuthenticatorProvider, StaticPasswordAuthenticatorProvider,
+};
+use cdrs_tokio::cluster::session::{
+    RustlsSessionBuilder, Session, SessionBuilder, TcpSessionBuilder,
+};
+use cdrs_tokio::cluster::{
+    NodeAddress, NodeRustlsConfigBuilder, NodeTcpConfigBuilder, RustlsConnectionManager,
+    TcpConnectionManager,
+};
 use cdrs_tokio::consistency::Consistency;
+use cdrs_tokio::frame::Envelope;
 use cdrs_tokio::frame::message_batch::BatchType;
 use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
+use cdrs_tokio::query::QueryBatch;
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
+use cdrs_tokio::statement::StatementParams;
 use cdrs_tokio::statement::StatementParamsBuilder;
+use cdrs_tokio::transport::TransportRustls;
 use cdrs_tokio::transport::TransportTcp;
 use cdrs_tokio::types::IntoRustByName;
 use cdrs_tokio::types::value::Value;
 use futures::StreamExt;
+use rustls::pki_types::ServerName;
 
 use crate::config::{CassandraConfig, ConsistencyLevel, WriteMode};
 use crate::model::UserRow;
 use crate::supervise::StageError;
 
-type CdrsSession = Session<
+type TcpSession = Session<
     TransportTcp,
     TcpConnectionManager,
     RoundRobinLoadBalancingStrategy<TransportTcp, TcpConnectionManager>,
 >;
+type TlsSession = Session<
+    TransportRustls,
+    RustlsConnectionManager,
+    RoundRobinLoadBalancingStrategy<TransportRustls, RustlsConnectionManager>,
+>;
+
+/// A cdrs session over plain TCP or TLS; the same calls either way.
+enum CdrsSession {
+    Tcp(TcpSession),
+    Tls(TlsSession),
+}
+
+impl CdrsSession {
+    async fn exec_with_params(
+        &self,
+        prepared: &PreparedQuery,
+        params: &StatementParams,
+    ) -> cdrs_tokio::error::Result<Envelope> {
+        match self {
+            Self::Tcp(s) => s.exec_with_params(prepared, params).await,
+            Self::Tls(s) => s.exec_with_params(prepared, params).await,
+        }
+    }
+
+    async fn batch(&self, batch: QueryBatch) -> cdrs_tokio::error::Result<Envelope> {
+        match self {
+            Self::Tcp(s) => s.batch(batch).await,
+            Self::Tls(s) => s.batch(batch).await,
+        }
+    }
+
+    async fn prepare(&self, cql: String) -> cdrs_tokio::error::Result<PreparedQuery> {
+        match self {
+            Self::Tcp(s) => s.prepare(cql).await,
+            Self::Tls(s) => s.prepare(cql).await,
+        }
+    }
+
+    async fn query(&self, cql: String) -> cdrs_tokio::error::Result<Envelope> {
+        match self {
+            Self::Tcp(s) => s.query(cql).await,
+            Self::Tls(s) => s.query(cql).await,
+        }
+    }
+}
 
 /// Where rows and offsets go.
 pub trait RowSink: Send + Sync + 'static {
@@ -94,6 +151,16 @@ pub fn cql_error(context: &str, e: &cdrs_tokio::error::Error) -> StageError {
     }
 }
 
+fn session_error(e: &dyn std::fmt::Display) -> StageError {
+    let text = e.to_string();
+    if text.contains("Authentication") || text.contains("password") || text.contains("credentials")
+    {
+        StageError::fatal(format!("cassandra session: {text}"))
+    } else {
+        StageError::retriable(format!("cassandra session: {text}"))
+    }
+}
+
 /// The cdrs-tokio sink.
 pub struct CassandraSink {
     session: Arc<CdrsSession>,
@@ -109,33 +176,74 @@ impl CassandraSink {
     /// # Errors
     /// Retriable when Cassandra is unreachable; fatal on auth or schema errors.
     pub async fn connect(config: &CassandraConfig) -> Result<Self, StageError> {
-        let mut builder = NodeTcpConfigBuilder::new().with_contact_points(
-            config
-                .contact_points
-                .iter()
-                .map(|c| c.as_str().into())
-                .collect(),
-        );
-        builder = match &config.password {
-            Some(password) => builder.with_authenticator_provider(Arc::new(
-                StaticPasswordAuthenticatorProvider::new(
-                    &config.username,
-                    &password.expose().to_string(),
-                ),
+        let contact_points: Vec<NodeAddress> = config
+            .contact_points
+            .iter()
+            .map(|c| c.as_str().into())
+            .collect();
+        let auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync> = match &config.password {
+            Some(password) => Arc::new(StaticPasswordAuthenticatorProvider::new(
+                &config.username,
+                &password.expose().to_string(),
             )),
-            None => builder.with_authenticator_provider(Arc::new(NoneAuthenticatorProvider)),
+            None => Arc::new(NoneAuthenticatorProvider),
         };
-        let node_config = tokio::time::timeout(config.request_timeout, builder.build())
+        let timeout = config.request_timeout;
+        let timed_out = |what: &str| StageError::retriable(format!("cassandra {what}: timed out"));
+        let session = if config.tls {
+            let tls =
+                crate::tls::client_config(config.tls_ca_file.as_deref(), "cassandra.tls_ca_file")?;
+            let host = config
+                .contact_points
+                .first()
+                .and_then(|c| c.rsplit_once(':'))
+                .map_or("localhost", |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let server_name = ServerName::try_from(host.clone()).map_err(|e| {
+                StageError::fatal(format!(
+                    "cassandra.contact_points: `{host}` is not a TLS server name: {e}"
+                ))
+            })?;
+            let node_config = tokio::time::timeout(
+                timeout,
+                NodeRustlsConfigBuilder::new(server_name, tls)
+                    .with_contact_points(contact_points)
+                    .with_authenticator_provider(auth)
+                    .build(),
+            )
             .await
-            .map_err(|_| StageError::retriable("cassandra connect: timed out"))?
+            .map_err(|_| timed_out("connect"))?
             .map_err(|e| cql_error("connect", &e))?;
-        let session = tokio::time::timeout(
-            config.request_timeout,
-            TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config).build(),
-        )
-        .await
-        .map_err(|_| StageError::retriable("cassandra session: timed out"))?
-        .map_err(|e| StageError::retriable(format!("cassandra session: {e}")))?;
+            let builder =
+                RustlsSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
+            CdrsSession::Tls(
+                tokio::time::timeout(timeout, builder.build())
+                    .await
+                    .map_err(|_| timed_out("session"))?
+                    .map_err(|e| session_error(&e))?,
+            )
+        } else {
+            let node_config = tokio::time::timeout(
+                timeout,
+                NodeTcpConfigBuilder::new()
+                    .with_contact_points(contact_points)
+                    .with_authenticator_provider(auth)
+                    .build(),
+            )
+            .await
+            .map_err(|_| timed_out("connect"))?
+            .map_err(|e| cql_error("connect", &e))?;
+            let builder =
+                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
+            CdrsSession::Tcp(
+                tokio::time::timeout(timeout, builder.build())
+                    .await
+                    .map_err(|_| timed_out("session"))?
+                    .map_err(|e| session_error(&e))?,
+            )
+        };
         let session = Arc::new(session);
         let ks = &config.keyspace;
         if config.create_schema {
