@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help test demo bench stack-up stack-down stack-status lint validate-deploy build release
+.PHONY: help test demo bench stack-up stack-up-secure stack-down stack-status lint validate-deploy build release
 
 help:
 	@echo "make demo            start Kafka, Cassandra, Postgres and run a bounded pipeline demo"
@@ -15,6 +15,10 @@ help:
 
 stack-up:
 	scripts/stack up
+
+# The secured stack (SASL/TLS/passwords) for tests/secure.rs, beside the default one.
+stack-up-secure:
+	scripts/stack up --secure
 
 stack-down:
 	scripts/stack down
@@ -35,8 +39,9 @@ lint:
 validate-deploy:
 	scripts/validate-deploy
 
-test: stack-up lint
-	eval "$$(scripts/stack env)" && $(CARGO) test --all-targets -- --test-threads=2
+test: stack-up stack-up-secure lint
+	eval "$$(scripts/stack env)" && eval "$$(scripts/stack env --secure)" && \
+	  $(CARGO) test --all-targets -- --test-threads=2
 	$(MAKE) validate-deploy
 
 demo: stack-up release

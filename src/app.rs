@@ -59,6 +59,11 @@ pub struct RunReport {
     pub latency_p99_ms: Option<u64>,
     pub latency_max_ms: u64,
     pub records_per_s: f64,
+    /// CPU seconds (user + system) the daemon used from start to the report
+    /// (`/proc/self/stat`; `None` where unavailable).
+    pub daemon_cpu_s: Option<f64>,
+    /// Peak resident set size of the daemon, MB (`VmHWM` of `/proc/self/status`).
+    pub daemon_rss_peak_mb: Option<f64>,
     /// Final Prometheus text of the run (for `--metrics-out`).
     #[serde(skip)]
     pub metrics_text: String,
@@ -84,8 +89,32 @@ impl std::fmt::Display for RunReport {
             ms(self.latency_p50_ms),
             ms(self.latency_p99_ms),
             self.latency_max_ms
-        )
+        )?;
+        if let (Some(cpu), Some(rss)) = (self.daemon_cpu_s, self.daemon_rss_peak_mb) {
+            write!(f, "\n  daemon        {cpu:.1} CPU-s  peak RSS {rss:.1} MB")?;
+        }
+        Ok(())
     }
+}
+
+/// CPU seconds (utime + stime) of this process, from `/proc/self/stat`.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // USER_HZ is 100 on every Linux ABI Rust targets.
+    Some((utime + stime) / 100.0)
+}
+
+/// Peak resident set size of this process in MB, from `VmHWM` in `/proc/self/status`.
+fn process_rss_peak_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn report(metrics: &Metrics, latency: &LatencyRecorder, started: Instant) -> RunReport {
@@ -111,6 +140,8 @@ fn report(metrics: &Metrics, latency: &LatencyRecorder, started: Instant) -> Run
         } else {
             0.0
         },
+        daemon_cpu_s: process_cpu_s(),
+        daemon_rss_peak_mb: process_rss_peak_mb(),
         metrics_text: metrics.render(),
     }
 }

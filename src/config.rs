@@ -1276,6 +1276,26 @@ mod tests {
                 "runtime.backoff.jitter",
             ),
             ("[runtime.backoff]\nmax = \"1ms\"\n", "runtime.backoff.max"),
+            (
+                "[kafka]\nsecurity_protocol = \"sasl_ssl\"\n",
+                "kafka.sasl_username",
+            ),
+            (
+                "[kafka]\nsasl_mechanism = \"MD5\"\n",
+                "kafka.sasl_mechanism",
+            ),
+            (
+                "[kafka]\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+                "kafka.tls_ca_file",
+            ),
+            (
+                "[kafka]\nsasl_password = \"x\"\n",
+                "kafka.security_protocol",
+            ),
+            (
+                "[postgres]\nsslrootcert = \"/nonexistent/ca.pem\"\n",
+                "postgres.sslrootcert",
+            ),
         ];
         assert!(cases.len() >= 15);
         for (toml, key) in cases {

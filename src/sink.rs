@@ -29,6 +29,7 @@ use cdrs_tokio::frame::message_batch::BatchType;
 use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
 use cdrs_tokio::query::QueryBatch;
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
+use cdrs_tokio::retry::NeverReconnectionPolicy;
 use cdrs_tokio::statement::StatementParams;
 use cdrs_tokio::statement::StatementParamsBuilder;
 use cdrs_tokio::transport::TransportRustls;
@@ -190,9 +191,10 @@ impl CassandraSink {
         };
         let timeout = config.request_timeout;
         let timed_out = |what: &str| StageError::retriable(format!("cassandra {what}: timed out"));
-        let session = if config.tls {
-            let tls =
-                crate::tls::client_config(config.tls_ca_file.as_deref(), "cassandra.tls_ca_file")?;
+        // First a probe session that never reconnects: a refused password or a TLS mismatch
+        // then surfaces at once as an error (cdrs would otherwise keep reconnecting until our
+        // timeout, hiding the cause). The real session keeps cdrs's reconnection policy.
+        let tls = if config.tls {
             let host = config
                 .contact_points
                 .first()
@@ -206,44 +208,63 @@ impl CassandraSink {
                     "cassandra.contact_points: `{host}` is not a TLS server name: {e}"
                 ))
             })?;
-            let node_config = tokio::time::timeout(
-                timeout,
-                NodeRustlsConfigBuilder::new(server_name, tls)
-                    .with_contact_points(contact_points)
-                    .with_authenticator_provider(auth)
-                    .build(),
-            )
-            .await
-            .map_err(|_| timed_out("connect"))?
-            .map_err(|e| cql_error("connect", &e))?;
-            let builder =
-                RustlsSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
-            CdrsSession::Tls(
-                tokio::time::timeout(timeout, builder.build())
-                    .await
-                    .map_err(|_| timed_out("session"))?
-                    .map_err(|e| session_error(&e))?,
-            )
+            let tls =
+                crate::tls::client_config(config.tls_ca_file.as_deref(), "cassandra.tls_ca_file")?;
+            Some((server_name, tls))
         } else {
-            let node_config = tokio::time::timeout(
-                timeout,
-                NodeTcpConfigBuilder::new()
-                    .with_contact_points(contact_points)
-                    .with_authenticator_provider(auth)
-                    .build(),
-            )
-            .await
-            .map_err(|_| timed_out("connect"))?
-            .map_err(|e| cql_error("connect", &e))?;
-            let builder =
-                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config);
-            CdrsSession::Tcp(
-                tokio::time::timeout(timeout, builder.build())
-                    .await
-                    .map_err(|_| timed_out("session"))?
-                    .map_err(|e| session_error(&e))?,
-            )
+            None
         };
+        let build = |never_reconnect: bool| {
+            let contact_points = contact_points.clone();
+            let auth = Arc::clone(&auth);
+            let tls = tls.clone();
+            async move {
+                let result = match tls {
+                    Some((server_name, tls)) => {
+                        let node_config = NodeRustlsConfigBuilder::new(server_name, tls)
+                            .with_contact_points(contact_points)
+                            .with_authenticator_provider(auth)
+                            .build()
+                            .await
+                            .map_err(|e| cql_error("connect", &e))?;
+                        let mut builder = RustlsSessionBuilder::new(
+                            RoundRobinLoadBalancingStrategy::new(),
+                            node_config,
+                        );
+                        if never_reconnect {
+                            builder =
+                                builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy));
+                        }
+                        builder.build().await.map(CdrsSession::Tls)
+                    }
+                    None => {
+                        let node_config = NodeTcpConfigBuilder::new()
+                            .with_contact_points(contact_points)
+                            .with_authenticator_provider(auth)
+                            .build()
+                            .await
+                            .map_err(|e| cql_error("connect", &e))?;
+                        let mut builder = TcpSessionBuilder::new(
+                            RoundRobinLoadBalancingStrategy::new(),
+                            node_config,
+                        );
+                        if never_reconnect {
+                            builder =
+                                builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy));
+                        }
+                        builder.build().await.map(CdrsSession::Tcp)
+                    }
+                };
+                result.map_err(|e| session_error(&e))
+            }
+        };
+        let probe = tokio::time::timeout(timeout, build(true))
+            .await
+            .map_err(|_| timed_out("connect"))??;
+        drop(probe);
+        let session = tokio::time::timeout(timeout, build(false))
+            .await
+            .map_err(|_| timed_out("session"))??;
         let session = Arc::new(session);
         let ks = &config.keyspace;
         if config.create_schema {
