@@ -266,7 +266,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     }
 
     // Relay.
-    let relay_idle_since = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
     let relay_handle = {
         let config = Arc::clone(&config);
         let landing = landing.clone();
@@ -354,7 +353,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         ingest_done.clone(),
         metrics.clone(),
         Arc::clone(&progress),
-        Arc::clone(&relay_idle_since),
         config.consumer.enabled,
     );
     let mut outcome = tokio::select! {
@@ -407,7 +405,6 @@ async fn wait_drained(
     ingest_done: CancellationToken,
     metrics: Metrics,
     progress: Arc<Progress>,
-    _relay_idle_since: Arc<std::sync::atomic::AtomicI64>,
     consumers: bool,
 ) {
     if !enabled {
