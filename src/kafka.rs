@@ -36,8 +36,12 @@ pub async fn deadline<T, E: std::fmt::Display>(
 
 fn kafka_error(what: &str, e: &dyn std::fmt::Display) -> StageError {
     let text = e.to_string();
-    // SASL failures cannot fix themselves.
-    if text.contains("SaslAuthenticationFailed") || text.contains("Authentication failed") {
+    // Refused credentials and certificate problems cannot fix themselves.
+    if text.contains("SaslAuthenticationFailed")
+        || text.contains("Authentication failed")
+        || text.contains("invalid peer certificate")
+        || text.contains("UnknownIssuer")
+    {
         StageError::fatal(format!("kafka {what}: {text}"))
     } else {
         StageError::retriable(format!("kafka {what}: {text}"))
@@ -49,12 +53,46 @@ fn kafka_error(what: &str, e: &dyn std::fmt::Display) -> StageError {
 /// # Errors
 /// Retriable when no broker answers within the deadline.
 pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
+    // A probe with a single attempt first: rskafka retries every connection error, refused
+    // credentials included, until its deadline; the probe reports those at once (fatal)
+    // instead of a retry storm. Other probe failures fall through to the patient client.
+    if config.security_protocol.uses_sasl() || config.security_protocol.uses_tls() {
+        // (rskafka samples its jitter from init..max: the range must not be empty.)
+        let once = rskafka::BackoffConfig {
+            init_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            base: 2.0,
+            deadline: Some(Duration::from_millis(1)),
+        };
+        if let Err(e) = deadline(
+            "connect",
+            config.request_timeout,
+            builder(config, once)?.build(),
+        )
+        .await
+            && !e.retriable
+        {
+            return Err(e);
+        }
+    }
     let backoff = rskafka::BackoffConfig {
         init_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(2),
         base: 2.0,
         deadline: Some(config.request_timeout),
     };
+    deadline(
+        "connect",
+        config.request_timeout,
+        builder(config, backoff)?.build(),
+    )
+    .await
+}
+
+fn builder(
+    config: &KafkaConfig,
+    backoff: rskafka::BackoffConfig,
+) -> Result<ClientBuilder, StageError> {
     let mut builder = ClientBuilder::new(config.bootstrap.clone())
         .client_id(config.client_id.clone())
         .max_message_size(config.max_message_bytes.max(16 * 1024 * 1024))
@@ -80,7 +118,7 @@ pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
             SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
         });
     }
-    deadline("connect", config.request_timeout, builder.build()).await
+    Ok(builder)
 }
 
 /// Creates `topic` with `partitions` when it does not exist; returns its partition count.

@@ -20,16 +20,16 @@ use cdrs_tokio::cluster::session::{
     RustlsSessionBuilder, Session, SessionBuilder, TcpSessionBuilder,
 };
 use cdrs_tokio::cluster::{
-    NodeAddress, NodeRustlsConfigBuilder, NodeTcpConfigBuilder, RustlsConnectionManager,
-    TcpConnectionManager,
+    ConnectionManager, KeyspaceHolder, NodeAddress, NodeRustlsConfigBuilder, NodeTcpConfigBuilder,
+    RustlsConnectionManager, TcpConnectionManager,
 };
 use cdrs_tokio::consistency::Consistency;
-use cdrs_tokio::frame::Envelope;
 use cdrs_tokio::frame::message_batch::BatchType;
+use cdrs_tokio::frame::{Envelope, Version};
+use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
 use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
 use cdrs_tokio::query::QueryBatch;
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
-use cdrs_tokio::retry::NeverReconnectionPolicy;
 use cdrs_tokio::statement::StatementParams;
 use cdrs_tokio::statement::StatementParamsBuilder;
 use cdrs_tokio::transport::TransportRustls;
@@ -152,6 +152,57 @@ pub fn cql_error(context: &str, e: &cdrs_tokio::error::Error) -> StageError {
     }
 }
 
+/// One authenticated connection to the first contact point, then closed.
+async fn probe(
+    config: &CassandraConfig,
+    auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
+    tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
+) -> Result<(), StageError> {
+    let Some(first) = config.contact_points.first() else {
+        return Err(StageError::fatal("cassandra.contact_points is empty"));
+    };
+    let addr = tokio::net::lookup_host(first.as_str())
+        .await
+        .map_err(|e| {
+            StageError::retriable(format!("cassandra connect: cannot resolve {first}: {e}"))
+        })?
+        .next()
+        .ok_or_else(|| {
+            StageError::retriable(format!("cassandra connect: {first} has no address"))
+        })?;
+    let keyspace = Arc::new(KeyspaceHolder::new(tokio::sync::watch::channel(None).0));
+    let encoder = Box::new(ProtocolFrameEncodingFactory);
+    let result = match tls {
+        Some((server_name, tls)) => RustlsConnectionManager::new(
+            server_name,
+            auth,
+            tls,
+            keyspace,
+            encoder,
+            cdrs_tokio::compression::Compression::None,
+            64 * 1024,
+            true,
+            Version::V4,
+        )
+        .connection(None, None, addr)
+        .await
+        .map(drop),
+        None => TcpConnectionManager::new(
+            auth,
+            keyspace,
+            encoder,
+            cdrs_tokio::compression::Compression::None,
+            64 * 1024,
+            true,
+            Version::V4,
+        )
+        .connection(None, None, addr)
+        .await
+        .map(drop),
+    };
+    result.map_err(|e| session_error(&e))
+}
+
 fn session_error(e: &dyn std::fmt::Display) -> StageError {
     let text = e.to_string();
     if text.contains("Authentication") || text.contains("password") || text.contains("credentials")
@@ -191,9 +242,9 @@ impl CassandraSink {
         };
         let timeout = config.request_timeout;
         let timed_out = |what: &str| StageError::retriable(format!("cassandra {what}: timed out"));
-        // First a probe session that never reconnects: a refused password or a TLS mismatch
-        // then surfaces at once as an error (cdrs would otherwise keep reconnecting until our
-        // timeout, hiding the cause). The real session keeps cdrs's reconnection policy.
+        // First one bare connection (STARTUP + authentication) to the first contact point: a
+        // refused password or a TLS mismatch then surfaces at once as a fatal error; a cdrs
+        // session would keep reconnecting until our timeout, hiding the cause.
         let tls = if config.tls {
             let host = config
                 .contact_points
@@ -214,7 +265,7 @@ impl CassandraSink {
         } else {
             None
         };
-        let build = |never_reconnect: bool| {
+        let build = || {
             let contact_points = contact_points.clone();
             let auth = Arc::clone(&auth);
             let tls = tls.clone();
@@ -227,15 +278,13 @@ impl CassandraSink {
                             .build()
                             .await
                             .map_err(|e| cql_error("connect", &e))?;
-                        let mut builder = RustlsSessionBuilder::new(
+                        RustlsSessionBuilder::new(
                             RoundRobinLoadBalancingStrategy::new(),
                             node_config,
-                        );
-                        if never_reconnect {
-                            builder =
-                                builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy));
-                        }
-                        builder.build().await.map(CdrsSession::Tls)
+                        )
+                        .build()
+                        .await
+                        .map(CdrsSession::Tls)
                     }
                     None => {
                         let node_config = NodeTcpConfigBuilder::new()
@@ -244,25 +293,19 @@ impl CassandraSink {
                             .build()
                             .await
                             .map_err(|e| cql_error("connect", &e))?;
-                        let mut builder = TcpSessionBuilder::new(
-                            RoundRobinLoadBalancingStrategy::new(),
-                            node_config,
-                        );
-                        if never_reconnect {
-                            builder =
-                                builder.with_reconnection_policy(Arc::new(NeverReconnectionPolicy));
-                        }
-                        builder.build().await.map(CdrsSession::Tcp)
+                        TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config)
+                            .build()
+                            .await
+                            .map(CdrsSession::Tcp)
                     }
                 };
                 result.map_err(|e| session_error(&e))
             }
         };
-        let probe = tokio::time::timeout(timeout, build(true))
+        tokio::time::timeout(timeout, probe(config, Arc::clone(&auth), tls.clone()))
             .await
             .map_err(|_| timed_out("connect"))??;
-        drop(probe);
-        let session = tokio::time::timeout(timeout, build(false))
+        let session = tokio::time::timeout(timeout, build())
             .await
             .map_err(|_| timed_out("session"))??;
         let session = Arc::new(session);
