@@ -1,8 +1,15 @@
 // Health probe for Kafka used by scripts/stack.
 // Uses the AdminClient from kafka-clients (on the broker's classpath) to fetch
-// cluster metadata: prints "brokers=<n> controller=<id> cluster=<id> topics=<n>".
-// Usage: java -cp "<kafka lib>/*:<dir>" KafkaProbe HOST:PORT
+// cluster metadata: prints "brokers=<n> cluster=<id> topics=<n> controller=<id>".
+// Usage: java -cp "<kafka lib>/*:<dir>" KafkaProbe HOST:PORT [CLIENT_PROPS...]
+// Each CLIENT_PROPS is either a key=value client property (e.g.
+// security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.jaas.config=...,
+// ssl.truststore.type=PEM, ssl.truststore.location=...) or the path of a
+// properties file holding such settings (preferred for secrets: nothing in argv).
 // Exit 0 when the cluster answered with at least one broker, 1 otherwise.
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.InputStream;
 import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
@@ -17,6 +24,23 @@ public class KafkaProbe {
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "3000");
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "5000");
         props.put(AdminClientConfig.CLIENT_ID_CONFIG, "stack-probe");
+        for (int i = 1; i < args.length; i++) {
+            String a = args[i];
+            File f = new File(a);
+            if (f.isFile()) {
+                try (InputStream in = new FileInputStream(f)) {
+                    props.load(in);
+                } catch (Exception e) {
+                    System.err.println("kafka probe: cannot read " + a + ": " + e);
+                    System.exit(2);
+                }
+            } else if (a.indexOf('=') > 0) {
+                props.put(a.substring(0, a.indexOf('=')), a.substring(a.indexOf('=') + 1));
+            } else {
+                System.err.println("kafka probe: not a file nor key=value: " + a);
+                System.exit(2);
+            }
+        }
         Admin admin = Admin.create(props);
         int rc = 1;
         try {
@@ -30,7 +54,8 @@ public class KafkaProbe {
                     + " topics=" + topics + " controller=" + controller);
             rc = brokers > 0 ? 0 : 1;
         } catch (Exception e) {
-            System.err.println("kafka probe failed: " + e);
+            Throwable c = e.getCause() != null ? e.getCause() : e;
+            System.err.println("kafka probe failed: " + c);
         } finally {
             admin.close(Duration.ofSeconds(1));
         }

@@ -1,0 +1,118 @@
+//! Codec throughput of the data path, one core: what each record costs the daemon's CPU
+//! outside of I/O.
+//!
+//! - `split_page`: decode an API page of 5,000 users (credentials stripped, ids chosen);
+//! - `encode_message`: transform a landed user into the Kafka value (the relay's JSON);
+//! - `kafka_record`: value + headers + key partitioning (murmur2), as the relay builds it;
+//! - `validate`: decode + validate the Kafka value into a Cassandra row (consumer side);
+//! - `full_path`: all of the above for one page.
+//!
+//! `cargo bench --bench codec`; criterion reports elements/s = records/s per core.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput};
+use pipeline::emulator::{self, ContentFaults, PageParams};
+use pipeline::model;
+use rskafka::record::Record;
+
+const PAGE: u32 = 5000;
+const PARTITIONS: i32 = 3;
+
+fn page_body() -> String {
+    emulator::generate_page(
+        &PageParams::new("codec-bench", 1, PAGE),
+        &ContentFaults::none(),
+    )
+    .body
+}
+
+fn relay_record(id: &str, user: &serde_json::Value, fetched_at_ms: i64) -> (i32, Record) {
+    let value = model::encode_message(id, user);
+    let key = id.as_bytes().to_vec();
+    let partition = model::partition_for_key(&key, PARTITIONS);
+    let record = Record {
+        key: Some(key),
+        value: Some(value),
+        headers: model::message_headers(fetched_at_ms),
+        timestamp: chrono::Utc::now(),
+    };
+    (partition, record)
+}
+
+fn bench_codec(c: &mut Criterion) {
+    let body = page_body();
+    let users = model::split_page(body.as_bytes()).expect("page splits");
+    let now = chrono::Utc::now().timestamp_millis();
+    let records: Vec<Record> = users
+        .iter()
+        .map(|u| relay_record(&u.id, &u.json, now).1)
+        .collect();
+    // The relay reads the landed users back from Postgres as text.
+    let landed_text: Vec<(String, String)> = users
+        .iter()
+        .map(|u| (u.id.clone(), u.json.to_string()))
+        .collect();
+
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(u64::from(PAGE)));
+    group.bench_function("split_page_5000", |b| {
+        b.iter(|| black_box(model::split_page(black_box(body.as_bytes())).expect("splits")))
+    });
+    group.bench_function("landing_raw_to_text", |b| {
+        b.iter(|| {
+            let raws: Vec<String> = users.iter().map(|u| u.json.to_string()).collect();
+            black_box(raws)
+        })
+    });
+    group.bench_function("encode_message", |b| {
+        b.iter(|| {
+            for u in &users {
+                black_box(model::encode_message(&u.id, &u.json));
+            }
+        })
+    });
+    group.bench_function("relay_text_to_kafka_record", |b| {
+        b.iter(|| {
+            for (id, raw) in &landed_text {
+                let user: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+                black_box(relay_record(id, &user, now));
+            }
+        })
+    });
+    group.bench_function("validate", |b| {
+        b.iter(|| {
+            for r in &records {
+                let ms = model::fetched_at_header(&r.headers).unwrap_or(now);
+                black_box(
+                    model::validate(r.key.as_deref(), r.value.as_deref(), ms).expect("valid"),
+                );
+            }
+        })
+    });
+    group.bench_function("full_path", |b| {
+        b.iter(|| {
+            let users = model::split_page(body.as_bytes()).expect("splits");
+            for u in &users {
+                let raw = u.json.to_string();
+                let user: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+                let (_, r) = relay_record(&u.id, &user, now);
+                let ms = model::fetched_at_header(&r.headers).unwrap_or(now);
+                black_box(
+                    model::validate(r.key.as_deref(), r.value.as_deref(), ms).expect("valid"),
+                );
+            }
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(10)
+        .measurement_time(std::time::Duration::from_secs(3))
+        .warm_up_time(std::time::Duration::from_secs(1));
+    bench_codec(&mut c);
+    c.final_summary();
+}
