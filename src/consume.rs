@@ -358,12 +358,7 @@ async fn write_loop<S: RowSink>(
             let dlq_partition = partition % deps.dlq_partitions.max(1);
             let pc = deps.dlq.get(dlq_partition).await?;
             let n = dead.len();
-            kafka::deadline(
-                "produce dlq",
-                config.kafka.request_timeout,
-                pc.produce(dead, compression),
-            )
-            .await?;
+            kafka::produce_chunked(&pc, dead, compression, &config.kafka, "produce dlq").await?;
             deps.metrics
                 .records
                 .with_label_values(&["dlq"])

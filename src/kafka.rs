@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use rskafka::record::Record;
 use tokio::sync::Mutex;
 
 use crate::config::{CompressionKind, KafkaConfig, SaslMechanism};
@@ -181,6 +182,54 @@ pub fn compression(kind: CompressionKind) -> Compression {
     }
 }
 
+/// Per-record framing overhead assumed when sizing a produce request (record header, varints,
+/// header keys); generous on purpose.
+const RECORD_OVERHEAD_BYTES: usize = 128;
+
+/// Splits `records` (kept in order) into requests whose estimated size stays within
+/// `max_bytes`, so that several large records of one partition never form a request the
+/// broker refuses forever (`MessageTooLarge`). A record larger than `max_bytes` on its own
+/// goes alone (callers dead-letter those before producing).
+pub fn chunk_records(records: Vec<Record>, max_bytes: usize) -> Vec<Vec<Record>> {
+    let budget = max_bytes.saturating_sub(1024).max(1);
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for record in records {
+        let n = record.approximate_size() + RECORD_OVERHEAD_BYTES;
+        if !current.is_empty() && size + n > budget {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += n;
+        current.push(record);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// Produces `records` to `pc` in order, in as many requests as their size needs.
+///
+/// # Errors
+/// The first failed request (records before it may have been written: at-least-once).
+pub async fn produce_chunked(
+    pc: &PartitionClient,
+    records: Vec<Record>,
+    compression: Compression,
+    config: &KafkaConfig,
+    what: &str,
+) -> Result<usize, StageError> {
+    let mut produced = 0;
+    for chunk in chunk_records(records, config.max_message_bytes) {
+        produced += deadline(what, config.request_timeout, pc.produce(chunk, compression))
+            .await?
+            .len();
+    }
+    Ok(produced)
+}
+
 /// Lazily created partition clients of one topic.
 pub struct Partitions {
     client: Arc<Client>,
@@ -223,5 +272,43 @@ impl Partitions {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value_bytes: usize) -> Record {
+        Record {
+            key: Some(b"k".to_vec()),
+            value: Some(vec![b'x'; value_bytes]),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn chunks_stay_within_the_request_limit_and_keep_order() {
+        let records: Vec<Record> = (0..6).map(|i| record(400_000 + i)).collect();
+        let chunks = chunk_records(records, 1024 * 1024);
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        let mut sizes = Vec::new();
+        for chunk in &chunks {
+            let total: usize = chunk
+                .iter()
+                .map(|r| r.approximate_size() + RECORD_OVERHEAD_BYTES)
+                .sum();
+            assert!(total <= 1024 * 1024, "chunk of {total} bytes");
+            sizes.extend(chunk.iter().map(|r| r.value.as_ref().map_or(0, Vec::len)));
+        }
+        assert_eq!(sizes, (0..6).map(|i| 400_000 + i).collect::<Vec<_>>());
+        // Small records share one request; an oversized one goes alone.
+        assert_eq!(
+            chunk_records((0..1000).map(|_| record(100)).collect(), 1024 * 1024).len(),
+            1
+        );
+        assert_eq!(chunk_records(vec![record(2_000_000)], 1024 * 1024).len(), 1);
+        assert!(chunk_records(Vec::new(), 1024).is_empty());
     }
 }

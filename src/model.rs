@@ -181,8 +181,13 @@ pub struct RawUser {
 /// [`PageError`] when the body is not JSON, carries an `error`, or lacks `results`. Individual
 /// malformed users are *not* errors here (see the module doc).
 pub fn split_page(body: &[u8]) -> Result<Vec<RawUser>, PageError> {
-    let value: Value =
+    let mut value: Value =
         serde_json::from_slice(body).map_err(|e| PageError::NotJson(e.to_string()))?;
+    // Postgres text and jsonb cannot hold U+0000: one such character would make the page
+    // unstorable and block landing forever. Replace it (rare: only scan when present).
+    if body.windows(6).any(|w| w == b"\\u0000") {
+        replace_nul(&mut value);
+    }
     let Value::Object(mut top) = value else {
         return Err(PageError::NotJson("top level is not an object".into()));
     };
@@ -200,6 +205,24 @@ pub fn split_page(body: &[u8]) -> Result<Vec<RawUser>, PageError> {
             RawUser { id, json }
         })
         .collect())
+}
+
+/// Replaces U+0000 with U+FFFD in every string and object key, recursively.
+fn replace_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                for (k, v) in old {
+                    map.insert(k.replace('\0', "\u{FFFD}"), v);
+                }
+            }
+            map.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
 }
 
 /// Removes `login.password`, `salt`, `md5`, `sha1`, `sha256` in place.
@@ -655,6 +678,16 @@ mod tests {
             Err(PageError::NoResults)
         ));
         assert!(matches!(split_page(b"[]"), Err(PageError::NotJson(_))));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_everywhere() {
+        let body = br#"{"results":[{"name":{"first":"a\u0000b"},"k\u0000":["\u0000"],"login":{"uuid":"x\u0000"}}]}"#;
+        let users = split_page(body).expect("split");
+        let text = users[0].json.to_string();
+        assert!(!text.contains('\0') && !text.contains("\\u0000"), "{text}");
+        assert!(text.contains("a\u{FFFD}b"), "{text}");
+        assert!(!users[0].id.contains('\0'));
     }
 
     #[test]

@@ -221,18 +221,12 @@ pub async fn run_relay(
             let topic = &topic;
             produces.push(async move {
                 let pc = topic.get(partition).await?;
-                kafka::deadline(
-                    "produce",
-                    k.request_timeout,
-                    pc.produce(records, compression),
-                )
-                .await
+                kafka::produce_chunked(&pc, records, compression, k, "produce").await
             });
         }
         let produced: usize = futures::future::try_join_all(produces)
             .await?
-            .iter()
-            .map(Vec::len)
+            .into_iter()
             .sum();
         let dead = too_large.len();
         for o in too_large {
