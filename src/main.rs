@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use pipeline::config::{Config, EXIT_CONFIG};
 use pipeline::{app, emulator, telemetry};
 
+/// mimalloc instead of glibc malloc: the data path allocates and frees many small JSON nodes,
+/// and glibc spent ~45% of the daemon's CPU on it (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One daemon: randomuser API -> Postgres outbox -> Kafka -> Cassandra.
 #[derive(Parser)]
 #[command(name = "pipeline", version, about, propagate_version = true)]
