@@ -40,8 +40,10 @@ validate-deploy:
 	scripts/validate-deploy
 
 test: stack-up stack-up-secure lint
+	# Two tests at a time (they share the stack); RUST_TEST_THREADS rather than
+	# --test-threads because the criterion benches (run once in test mode) reject that flag.
 	eval "$$(scripts/stack env)" && eval "$$(scripts/stack env --secure)" && \
-	  $(CARGO) test --all-targets -- --test-threads=2
+	  RUST_TEST_THREADS=2 $(CARGO) test --all-targets
 	$(MAKE) validate-deploy
 
 demo: stack-up release

@@ -128,6 +128,44 @@ async fn assert_table_exact(keyspace: &str, exp: &Expected) {
     assert_eq!((lost, extra, mismatched), (0, 0, 0));
 }
 
+/// The API's credential values (password, salt, hashes) of every served user appear in no
+/// column of any row of the table.
+async fn assert_no_credentials_in_cassandra(
+    keyspace: &str,
+    seed: &str,
+    results: u32,
+    records: u32,
+) {
+    let mut secrets = Vec::new();
+    for page in 1..=records.div_ceil(results) {
+        let generated = generate_page(
+            &PageParams::new(seed, page, results),
+            &ContentFaults::none(),
+        );
+        let body: serde_json::Value = serde_json::from_str(&generated.body).expect("json");
+        for user in body["results"].as_array().expect("results") {
+            for f in ["password", "salt", "md5", "sha1", "sha256"] {
+                if let Some(v) = user["login"][f].as_str().filter(|v| v.len() >= 8) {
+                    secrets.push(v.to_string());
+                }
+            }
+        }
+    }
+    assert!(!secrets.is_empty());
+    let rows = cassandra_rows(keyspace).await;
+    let dump: String = rows
+        .values()
+        .flat_map(|cols| cols.values().flatten().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for secret in &secrets {
+        assert!(
+            !dump.contains(secret.as_str()),
+            "credential value {secret} found in Cassandra"
+        );
+    }
+}
+
 /// Distinct DLQ keys, and the reasons seen.
 async fn dead_letters(topic: &str) -> (BTreeSet<String>, usize, BTreeSet<String>) {
     let client = common::kafka().await;
@@ -193,6 +231,7 @@ async fn bad_records_are_dead_lettered_and_the_table_is_exact() {
         exp.malformed.len()
     );
     assert_table_exact(&s.keyspace, &exp).await;
+    assert_no_credentials_in_cassandra(&s.keyspace, &seed, results, records).await;
 
     let (keys, count, reasons) = dead_letters(&s.dlq).await;
     assert_eq!(keys, exp.malformed, "DLQ holds exactly the malformed ids");
