@@ -223,18 +223,10 @@ async fn every_fault_mode_is_retried_or_dead_lettered_with_a_reason() {
 
     // Transport faults: retried and counted, one success per page.
     let prom = std::fs::read_to_string(&metrics_out).expect("metrics");
-    for outcome in ["rate_limited", "server_error", "malformed_body"] {
-        let n = common::metric(
-            &prom,
-            &format!("pipeline_source_requests_total{{outcome=\"{outcome}\"}}"),
-        );
-        assert!(n >= 1.0, "no {outcome} retried:\n{prom}");
-    }
-    let ok = common::metric(&prom, "pipeline_source_requests_total{outcome=\"ok\"}");
-    assert_eq!(
-        ok as u32,
+    common::assert_source_outcomes(
+        &prom,
+        &["rate_limited", "server_error", "malformed_body"],
         records / results,
-        "one successful request per page"
     );
 }
 

@@ -353,6 +353,20 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .sum()
 }
 
+/// Asserts that every source request outcome in `outcomes` was counted at least once, and
+/// that exactly `pages` requests succeeded (each page fetched once, faults retried).
+pub fn assert_source_outcomes(prom: &str, outcomes: &[&str], pages: u32) {
+    for outcome in outcomes {
+        let n = metric(
+            prom,
+            &format!("pipeline_source_requests_total{{outcome=\"{outcome}\"}}"),
+        );
+        assert!(n >= 1.0, "no {outcome} counted:\n{prom}");
+    }
+    let ok = metric(prom, "pipeline_source_requests_total{outcome=\"ok\"}");
+    assert_eq!(ok as u32, pages, "one successful request per page");
+}
+
 pub fn log_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     dir.join(format!("{name}.log"))
