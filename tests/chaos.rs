@@ -334,13 +334,6 @@ async fn verify(
     c
 }
 
-fn default_kinds() -> Vec<ContentFault> {
-    pipeline::emulator::DEFAULT_BAD_KINDS
-        .split(',')
-        .map(|k| k.parse().expect("default kind"))
-        .collect()
-}
-
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -432,15 +425,6 @@ fn stack_signal(sig: &str) {
     assert!(status.success(), "scripts/stack stop-signal postgres {sig}");
 }
 
-fn assert_no_panic(log: &std::path::Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(
-        !text.contains("panicked"),
-        "the daemon panicked ({}):\n{text}",
-        log.display()
-    );
-}
-
 async fn assert_exact(s: &common::Scenario, results: u32, records: u32, faults: &ContentFaults) {
     let counts = verify(
         &s.db_url,
@@ -459,7 +443,7 @@ async fn assert_exact(s: &common::Scenario, results: u32, records: u32, faults: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_three_times_and_a_postgres_pause_lose_nothing() {
-    let faults = ContentFaults::new(0.01, default_kinds());
+    let faults = ContentFaults::new(0.01, common::default_kinds());
     let (api, _stop) = common::start_emulator(EmulatorConfig {
         content: faults.clone(),
         ..EmulatorConfig::default()
@@ -500,14 +484,14 @@ async fn kill9_three_times_and_a_postgres_pause_lose_nothing() {
         started.elapsed().as_secs_f64()
     );
     for log in &logs {
-        assert_no_panic(log);
+        common::assert_no_panic(log);
     }
     assert_exact(&s, results, records, &faults).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_0_within_the_deadline_and_restart_loses_nothing() {
-    let faults = ContentFaults::new(0.01, default_kinds());
+    let faults = ContentFaults::new(0.01, common::default_kinds());
     let (api, _stop) = common::start_emulator(EmulatorConfig {
         content: faults.clone(),
         ..EmulatorConfig::default()
@@ -547,7 +531,7 @@ async fn sigterm_under_load_exits_0_within_the_deadline_and_restart_loses_nothin
         landed_count(&pool).await < i64::from(records),
         "the ingest was still running when the signal came"
     );
-    assert_no_panic(&log);
+    common::assert_no_panic(&log);
 
     let log2 = common::log_path("chaos_term_2");
     let mut second = s.spawn(&["run", "--drain-and-exit"], &log2);
@@ -557,6 +541,6 @@ async fn sigterm_under_load_exits_0_within_the_deadline_and_restart_loses_nothin
         "restart failed; log:\n{}",
         second.log_tail(60)
     );
-    assert_no_panic(&log2);
+    common::assert_no_panic(&log2);
     assert_exact(&s, results, records, &faults).await;
 }

@@ -9,11 +9,6 @@ use cdrs_tokio::statement::StatementParamsBuilder;
 use cdrs_tokio::types::IntoRustByName;
 use pipeline::emulator::{ContentFaults, EmulatorConfig, PageParams, generate_page};
 
-fn default_kinds() -> Vec<pipeline::emulator::ContentFault> {
-    use pipeline::emulator::ContentFault::*;
-    vec![MissingField, WrongType, InvalidUuid, BadDate]
-}
-
 /// What the emulator will serve for a seeded run: ids split into valid and malformed, and
 /// the expected column values of the valid ones.
 struct Expected {
@@ -136,21 +131,7 @@ async fn assert_no_credentials_in_cassandra(
     results: u32,
     records: u32,
 ) {
-    let mut secrets = Vec::new();
-    for page in 1..=records.div_ceil(results) {
-        let generated = generate_page(
-            &PageParams::new(seed, page, results),
-            &ContentFaults::none(),
-        );
-        let body: serde_json::Value = serde_json::from_str(&generated.body).expect("json");
-        for user in body["results"].as_array().expect("results") {
-            for f in ["password", "salt", "md5", "sha1", "sha256"] {
-                if let Some(v) = user["login"][f].as_str().filter(|v| v.len() >= 8) {
-                    secrets.push(v.to_string());
-                }
-            }
-        }
-    }
+    let secrets = common::credential_values(&common::served_users(seed, results, records));
     assert!(!secrets.is_empty());
     let rows = cassandra_rows(keyspace).await;
     let dump: String = rows
@@ -197,7 +178,7 @@ async fn dead_letters(topic: &str) -> (BTreeSet<String>, usize, BTreeSet<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_records_are_dead_lettered_and_the_table_is_exact() {
-    let faults = ContentFaults::new(0.08, default_kinds());
+    let faults = ContentFaults::new(0.08, common::default_kinds());
     let (api, _stop) = common::start_emulator(EmulatorConfig {
         content: faults.clone(),
         ..EmulatorConfig::default()
@@ -258,7 +239,7 @@ async fn bad_records_are_dead_lettered_and_the_table_is_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_daemon_resumes_and_the_table_is_exact() {
-    let faults = ContentFaults::new(0.02, default_kinds());
+    let faults = ContentFaults::new(0.02, common::default_kinds());
     let (api, _stop) = common::start_emulator(EmulatorConfig {
         content: faults.clone(),
         latency: Duration::from_millis(20),

@@ -99,11 +99,6 @@ async fn dead_letters(topic: &str) -> Vec<Letter> {
         .collect()
 }
 
-fn assert_no_panic(daemon: &common::Daemon) {
-    let text = std::fs::read_to_string(&daemon.log).unwrap_or_default();
-    assert!(!text.contains("panicked"), "the daemon panicked:\n{text}");
-}
-
 /// A randomuser-like API serving `body(page)`; returns its URL.
 async fn start_api(body: impl Fn(u32) -> String + Send + Sync + 'static) -> String {
     let body = std::sync::Arc::new(body);
@@ -170,19 +165,7 @@ async fn every_fault_mode_is_retried_or_dead_lettered_with_a_reason() {
         .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
         .set("PIPELINE_SOURCE__MAX_ATTEMPTS", "40")
         .set("PIPELINE_SOURCE__TIMEOUT", "5s");
-    let metrics_out = std::env::temp_dir().join(format!("{}.prom", s.keyspace));
-    let mut daemon = s.spawn(
-        &[
-            "run",
-            "--drain-and-exit",
-            "--metrics-out",
-            metrics_out.to_str().expect("path"),
-        ],
-        &common::log_path("hostile_modes"),
-    );
-    let code = daemon.wait(Duration::from_secs(300));
-    assert_eq!(code, 0, "log:\n{}", daemon.log_tail(60));
-    assert_no_panic(&daemon);
+    let prom = s.run_drained("hostile_modes", Duration::from_secs(300));
 
     let seed = s.env["PIPELINE_SOURCE__SEED"].clone();
     let (valid, malformed) = served(&seed, results, records, &faults);
@@ -222,7 +205,6 @@ async fn every_fault_mode_is_retried_or_dead_lettered_with_a_reason() {
     );
 
     // Transport faults: retried and counted, one success per page.
-    let prom = std::fs::read_to_string(&metrics_out).expect("metrics");
     common::assert_source_outcomes(
         &prom,
         &["rate_limited", "server_error", "malformed_body"],
@@ -244,25 +226,8 @@ async fn a_429_storm_is_waited_out() {
         .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
         .set("PIPELINE_SOURCE__MAX_ATTEMPTS", "60")
         .set("PIPELINE_CONSUMER__ENABLED", "false");
-    let metrics_out = std::env::temp_dir().join(format!("{}.prom", s.keyspace));
     let started = Instant::now();
-    let mut daemon = s.spawn(
-        &[
-            "run",
-            "--drain-and-exit",
-            "--metrics-out",
-            metrics_out.to_str().expect("path"),
-        ],
-        &common::log_path("hostile_429"),
-    );
-    assert_eq!(
-        daemon.wait(Duration::from_secs(240)),
-        0,
-        "log:\n{}",
-        daemon.log_tail(60)
-    );
-    assert_no_panic(&daemon);
-    let prom = std::fs::read_to_string(&metrics_out).expect("metrics");
+    let prom = s.run_drained("hostile_429", Duration::from_secs(240));
     let limited = common::metric(
         &prom,
         "pipeline_source_requests_total{outcome=\"rate_limited\"}",
@@ -314,7 +279,7 @@ async fn a_nul_character_does_not_block_the_pipeline() {
     );
     let code = daemon.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "log:\n{}", daemon.log_tail(30));
-    assert_no_panic(&daemon);
+    common::assert_no_panic(&daemon.log);
     let ids = cassandra_ids(&s.keyspace).await;
     assert!(ids.len() >= (records - 1) as usize, "{} rows", ids.len());
 }
@@ -355,7 +320,7 @@ async fn big_records_sharing_a_partition_do_not_block_the_pipeline() {
     );
     let code = daemon.wait(Duration::from_secs(90));
     assert_eq!(code, 0, "log:\n{}", daemon.log_tail(30));
-    assert_no_panic(&daemon);
+    common::assert_no_panic(&daemon.log);
     let letters = dead_letters(&s.dlq).await;
     let keys: BTreeSet<String> = letters.iter().map(|l| l.key.clone()).collect();
     assert_eq!(keys.len(), 6, "the six big records are dead-lettered");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use pipeline::emulator::{ContentFaults, EmulatorConfig, PageParams, generate_page};
+use pipeline::emulator::EmulatorConfig;
 
 /// A front for the emulator's generator that times out every third request (sleeps past the
 /// client's timeout) — the one transport fault the emulator does not inject per request.
@@ -66,28 +66,12 @@ fn all_ids_and_passwords(
     results: u32,
     records: u32,
 ) -> (BTreeSet<String>, Vec<String>) {
-    let mut ids = BTreeSet::new();
-    let mut passwords = Vec::new();
-    for page in 1..=records.div_ceil(results) {
-        let generated = generate_page(
-            &PageParams::new(seed, page, results),
-            &ContentFaults::none(),
-        );
-        let body: serde_json::Value = serde_json::from_str(&generated.body).expect("json");
-        let keep = (records - (page - 1) * results).min(results) as usize;
-        for user in body["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .take(keep)
-        {
-            ids.insert(user["login"]["uuid"].as_str().expect("uuid").to_string());
-            for f in ["password", "salt", "md5", "sha1", "sha256"] {
-                passwords.push(user["login"][f].as_str().expect("credential").to_string());
-            }
-        }
-    }
-    (ids, passwords)
+    let users = common::served_users(seed, results, records);
+    let ids = users
+        .iter()
+        .map(|u| u["login"]["uuid"].as_str().expect("uuid").to_string())
+        .collect();
+    (ids, common::credential_values(&users))
 }
 
 async fn kafka_values(topic: &str) -> Vec<(String, String)> {
@@ -123,22 +107,7 @@ async fn api_faults_are_retried_and_counted_and_landing_is_exact() {
         .set("PIPELINE_SOURCE__TIMEOUT", "1s")
         .set("PIPELINE_SOURCE__MAX_ATTEMPTS", "40")
         .set("PIPELINE_CONSUMER__ENABLED", "false");
-    let metrics_out = std::env::temp_dir().join(format!("{}.prom", s.keyspace));
-    let mut daemon = s.spawn(
-        &[
-            "run",
-            "--drain-and-exit",
-            "--metrics-out",
-            metrics_out.to_str().expect("path"),
-        ],
-        &common::log_path("ingest_faults"),
-    );
-    assert_eq!(
-        daemon.wait(Duration::from_secs(240)),
-        0,
-        "log:\n{}",
-        daemon.log_tail(60)
-    );
+    let prom = s.run_drained("ingest_faults", Duration::from_secs(240));
     assert!(front_hits.load(Ordering::SeqCst) > 10);
 
     let seed = s.env["PIPELINE_SOURCE__SEED"].clone();
@@ -196,7 +165,6 @@ async fn api_faults_are_retried_and_counted_and_landing_is_exact() {
     }
 
     // Each kind of fault was retried and counted.
-    let prom = std::fs::read_to_string(&metrics_out).expect("metrics");
     common::assert_source_outcomes(
         &prom,
         &["rate_limited", "server_error", "malformed_body", "timeout"],

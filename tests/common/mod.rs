@@ -226,6 +226,21 @@ impl Scenario {
         self
     }
 
+    /// Runs `pipeline run --drain-and-exit --metrics-out F` to completion: asserts exit 0
+    /// within `timeout` and no panic in the log; returns the final metrics text.
+    pub fn run_drained(&self, name: &str, timeout: Duration) -> String {
+        let metrics_out = std::env::temp_dir().join(format!("{}.prom", self.keyspace));
+        let path = metrics_out.to_str().expect("utf8 temp path");
+        let mut daemon = self.spawn(
+            &["run", "--drain-and-exit", "--metrics-out", path],
+            &log_path(name),
+        );
+        let code = daemon.wait(timeout);
+        assert_eq!(code, 0, "daemon failed; log:\n{}", daemon.log_tail(60));
+        assert_no_panic(&daemon.log);
+        std::fs::read_to_string(&metrics_out).expect("metrics file")
+    }
+
     /// Starts `pipeline <args>` with this scenario's environment; output goes to `log`.
     pub fn spawn(&self, args: &[&str], log: &PathBuf) -> Daemon {
         let file = std::fs::File::create(log).expect("log file");
@@ -365,6 +380,52 @@ pub fn assert_source_outcomes(prom: &str, outcomes: &[&str], pages: u32) {
     }
     let ok = metric(prom, "pipeline_source_requests_total{outcome=\"ok\"}");
     assert_eq!(ok as u32, pages, "one successful request per page");
+}
+
+/// Fails when the daemon's log shows a panic.
+pub fn assert_no_panic(log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        !text.contains("panicked"),
+        "the daemon panicked ({}):\n{text}",
+        log.display()
+    );
+}
+
+/// The emulator's default malformed-record kinds (`--bad-kinds` default).
+pub fn default_kinds() -> Vec<pipeline::emulator::ContentFault> {
+    pipeline::emulator::DEFAULT_BAD_KINDS
+        .split(',')
+        .map(|k| k.parse().expect("default kind"))
+        .collect()
+}
+
+/// The users a bounded seeded run is served (fault-free pages), exactly `records` of them.
+pub fn served_users(seed: &str, results: u32, records: u32) -> Vec<serde_json::Value> {
+    use pipeline::emulator::{ContentFaults, PageParams, generate_page};
+    let mut users = Vec::new();
+    for page in 1..=records.div_ceil(results) {
+        let generated = generate_page(
+            &PageParams::new(seed, page, results),
+            &ContentFaults::none(),
+        );
+        let body: serde_json::Value = serde_json::from_str(&generated.body).expect("json");
+        let keep = (records - (page - 1) * results).min(results) as usize;
+        let Some(page_users) = body["results"].as_array() else {
+            panic!("emulator page without results");
+        };
+        users.extend(page_users.iter().take(keep).cloned());
+    }
+    users
+}
+
+/// Credential values (password, salt, hashes) of `users`, those long enough to search for.
+pub fn credential_values(users: &[serde_json::Value]) -> Vec<String> {
+    users
+        .iter()
+        .flat_map(|u| ["password", "salt", "md5", "sha1", "sha256"].map(|f| u["login"][f].clone()))
+        .filter_map(|v| v.as_str().filter(|v| v.len() >= 8).map(str::to_string))
+        .collect()
 }
 
 pub fn log_path(name: &str) -> PathBuf {
