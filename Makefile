@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help test demo bench stack-up stack-up-secure stack-down stack-status lint validate-deploy build release
+.PHONY: help test demo bench stack-up stack-up-secure old-stack stack-down stack-status lint validate-deploy build release
 
 help:
 	@echo "make demo            start Kafka, Cassandra, Postgres and run a bounded pipeline demo"
@@ -19,6 +19,10 @@ stack-up:
 # The secured stack (SASL/TLS/passwords) for tests/secure.rs, beside the default one.
 stack-up-secure:
 	scripts/stack up --secure
+
+# The old stack's producer (kafka-python in a venv) for tests/switchover.rs.
+old-stack:
+	scripts/old-stack setup
 
 stack-down:
 	scripts/stack down
@@ -39,7 +43,7 @@ lint:
 validate-deploy:
 	scripts/validate-deploy
 
-test: stack-up stack-up-secure lint
+test: stack-up stack-up-secure old-stack lint
 	# Two tests at a time (they share the stack); RUST_TEST_THREADS rather than
 	# --test-threads because the criterion benches (run once in test mode) reject that flag.
 	eval "$$(scripts/stack env)" && eval "$$(scripts/stack env --secure)" && \

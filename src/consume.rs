@@ -56,8 +56,10 @@ impl Progress {
         Arc::clone(map.entry(p).or_default())
     }
 
-    /// True when every assigned partition has committed up to a high watermark observed by a
-    /// fetch started after `since_ms`.
+    /// True when every assigned partition (also one that never had data) has committed up to
+    /// the high watermark returned by a fetch started after `since_ms`. The fetcher publishes
+    /// a fetch's watermark before its start time, so a fetch that is still in the channel
+    /// (not yet written) keeps this false.
     pub fn caught_up_since(&self, since_ms: i64) -> bool {
         if !self.assigned.load(Ordering::SeqCst) {
             return false;
@@ -270,28 +272,25 @@ async fn fetch_loop<S: RowSink>(
         if let Some(last) = records.last() {
             next = last.offset + 1;
         }
-        let empty = records.is_empty();
-        if empty {
-            // Nothing to write: the committed offset already covers everything below `next`.
-            progress
-                .high_watermark
-                .fetch_max(high_watermark, Ordering::SeqCst);
-            progress
-                .last_fetch_started_ms
-                .store(started_ms, Ordering::SeqCst);
-            continue;
+        // The watermark is published *before* the fetch time: whoever sees a fetch started
+        // after its mark also sees that fetch's watermark, so "committed >= watermark" can
+        // only hold once the writer has stored everything below it (see `caught_up_since`).
+        progress
+            .high_watermark
+            .fetch_max(high_watermark, Ordering::SeqCst);
+        if !records.is_empty() {
+            if tx
+                .send(Fetched {
+                    records,
+                    high_watermark,
+                })
+                .await
+                .is_err()
+            {
+                break; // writer failed; its error is returned by try_join
+            }
+            depth.set((tx.max_capacity() - tx.capacity()) as i64);
         }
-        if tx
-            .send(Fetched {
-                records,
-                high_watermark,
-            })
-            .await
-            .is_err()
-        {
-            break; // writer failed; its error is returned by try_join
-        }
-        depth.set((tx.max_capacity() - tx.capacity()) as i64);
         progress
             .last_fetch_started_ms
             .store(started_ms, Ordering::SeqCst);

@@ -407,12 +407,39 @@ pub struct UserRow {
 /// Largest message accepted by [`validate`], in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Decodes and validates a Kafka value into a row.
+/// The 12 fields of the message, in the order the old stack's `format_data` wrote them.
+pub const MESSAGE_FIELDS: [&str; 12] = [
+    "id",
+    "first_name",
+    "last_name",
+    "gender",
+    "address",
+    "post_code",
+    "email",
+    "username",
+    "dob",
+    "registered_date",
+    "phone",
+    "picture",
+];
+
+/// Fields that must be present, non-null and non-empty; every other non-key column may be
+/// absent or `null` (stored as null).
+pub const REQUIRED_FIELDS: [&str; 5] = ["id", "first_name", "last_name", "email", "username"];
+
+/// Decodes and validates a Kafka value into a row, reading what the old stack's Spark job
+/// read (`from_json` with string columns).
 ///
-/// Rules: JSON object; `id` a UUID equal to the record key (when a key is present);
-/// `first_name`, `last_name`, `email`, `username` present non-empty strings; the other
-/// columns absent/null or strings; `dob`/`registered_date` RFC 3339; every string at most
-/// [`MAX_FIELD_BYTES`]; the whole message at most [`MAX_MESSAGE_BYTES`].
+/// Rules:
+/// - the value is a JSON object of at most [`MAX_MESSAGE_BYTES`]; unknown fields are
+///   ignored; when a key repeats, its last value counts (as in Spark's parser);
+/// - a JSON number or boolean where text is expected is stored as its JSON text
+///   (`8394` → `"8394"`, `12.5` → `"12.5"`, `true` → `"true"`); an object or array is
+///   `wrong_type`;
+/// - [`REQUIRED_FIELDS`] are present, non-null, non-empty; the others absent/null → null;
+/// - `id` is a UUID and equals the record key when there is a key (no key is fine);
+/// - `dob`/`registered_date`, when present, are RFC 3339; every text at most
+///   [`MAX_FIELD_BYTES`].
 ///
 /// # Errors
 /// The first [`Rejection`] found.
@@ -432,36 +459,8 @@ pub fn validate(
             ),
         ));
     }
-    let parsed: Value = serde_json::from_slice(value)
-        .map_err(|e| Rejection::new(RejectReason::NotJson, format!("invalid JSON: {e}")))?;
-    let Value::Object(obj) = parsed else {
-        return Err(Rejection::new(
-            RejectReason::NotObject,
-            "message is not a JSON object",
-        ));
-    };
-    let required = |field: &str| -> Result<String, Rejection> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Err(Rejection::new(
-                RejectReason::MissingField,
-                format!("`{field}` is missing"),
-            )),
-            Some(Value::String(s)) if s.is_empty() => Err(Rejection::new(
-                RejectReason::MissingField,
-                format!("`{field}` is empty"),
-            )),
-            Some(Value::String(s)) => bounded(field, s).map(str::to_owned),
-            Some(other) => Err(wrong_type(field, other)),
-        }
-    };
-    let optional = |field: &str| -> Result<Option<String>, Rejection> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => bounded(field, s).map(|s| Some(s.to_owned())),
-            Some(other) => Err(wrong_type(field, other)),
-        }
-    };
-    let id_text = required("id")?;
+    let fields = MessageFields::parse(value)?;
+    let id_text = fields.required(0)?;
     let id = uuid::Uuid::parse_str(&id_text).map_err(|_| {
         Rejection::new(
             RejectReason::InvalidId,
@@ -478,17 +477,17 @@ pub fn validate(
     }
     let row = UserRow {
         id,
-        first_name: required("first_name")?,
-        last_name: required("last_name")?,
-        gender: optional("gender")?,
-        address: optional("address")?,
-        post_code: optional("post_code")?,
-        email: required("email")?,
-        username: required("username")?,
-        dob: optional("dob")?,
-        registered_date: optional("registered_date")?,
-        phone: optional("phone")?,
-        picture: optional("picture")?,
+        first_name: fields.required(1)?,
+        last_name: fields.required(2)?,
+        gender: fields.optional(3)?,
+        address: fields.optional(4)?,
+        post_code: fields.optional(5)?,
+        email: fields.required(6)?,
+        username: fields.required(7)?,
+        dob: fields.optional(8)?,
+        registered_date: fields.optional(9)?,
+        phone: fields.optional(10)?,
+        picture: fields.optional(11)?,
         fetched_at_ms,
     };
     for (field, date) in [("dob", &row.dob), ("registered_date", &row.registered_date)] {
@@ -507,29 +506,161 @@ pub fn validate(
     Ok(row)
 }
 
-fn bounded<'a>(field: &str, s: &'a str) -> Result<&'a str, Rejection> {
+/// The raw JSON text of each of the [`MESSAGE_FIELDS`] in one message, borrowed from it.
+struct MessageFields<'a> {
+    values: [Option<&'a serde_json::value::RawValue>; 12],
+}
+
+impl<'a> MessageFields<'a> {
+    /// One pass over the message: the 12 fields as raw text, everything else skipped.
+    fn parse(value: &'a [u8]) -> Result<Self, Rejection> {
+        let first = value
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .copied();
+        if first != Some(b'{') {
+            // Say whether it is JSON at all, as the old stack's parser would have failed on it.
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(value) {
+                    Ok(_) => {
+                        Rejection::new(RejectReason::NotObject, "message is not a JSON object")
+                    }
+                    Err(e) => Rejection::new(RejectReason::NotJson, format!("invalid JSON: {e}")),
+                },
+            );
+        }
+        serde_json::from_slice::<MessageFields<'a>>(value)
+            .map_err(|e| Rejection::new(RejectReason::NotJson, format!("invalid JSON: {e}")))
+    }
+
+    /// The field's text: `None` when absent or `null`.
+    fn text(&self, index: usize) -> Result<Option<std::borrow::Cow<'a, str>>, Rejection> {
+        let field = MESSAGE_FIELDS[index];
+        let Some(raw) = self.values[index] else {
+            return Ok(None);
+        };
+        let text = raw.get();
+        let decoded = match text.as_bytes().first() {
+            Some(b'"') => serde_json::from_str::<CowStr<'a>>(text)
+                .map(|s| s.0)
+                .map_err(|e| Rejection::new(RejectReason::NotJson, format!("`{field}`: {e}")))?,
+            Some(b'n') => return Ok(None),
+            // Numbers and booleans: their JSON text, as Spark's StringType conversion did.
+            Some(b't' | b'f' | b'-' | b'0'..=b'9') => std::borrow::Cow::Borrowed(text),
+            Some(b'[') => return Err(wrong_type(field, "an array")),
+            _ => return Err(wrong_type(field, "an object")),
+        };
+        bounded(field, &decoded)?;
+        Ok(Some(decoded))
+    }
+
+    fn optional(&self, index: usize) -> Result<Option<String>, Rejection> {
+        Ok(self.text(index)?.map(std::borrow::Cow::into_owned))
+    }
+
+    fn required(&self, index: usize) -> Result<String, Rejection> {
+        let field = MESSAGE_FIELDS[index];
+        match self.text(index)? {
+            None => Err(Rejection::new(
+                RejectReason::MissingField,
+                format!("`{field}` is missing"),
+            )),
+            Some(s) if s.is_empty() => Err(Rejection::new(
+                RejectReason::MissingField,
+                format!("`{field}` is empty"),
+            )),
+            Some(s) => Ok(s.into_owned()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MessageFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = MessageFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut values = [None; 12];
+                while let Some(FieldKey(index)) = map.next_key()? {
+                    match index {
+                        Some(i) => values[i] = Some(map.next_value()?),
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(MessageFields { values })
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A map key: the index in [`MESSAGE_FIELDS`], or `None` for a field we do not read.
+struct FieldKey(Option<usize>);
+
+impl<'de> serde::Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = FieldKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<FieldKey, E> {
+                Ok(FieldKey(MESSAGE_FIELDS.iter().position(|f| *f == key)))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct CowStr<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(s.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
+fn bounded(field: &str, s: &str) -> Result<(), Rejection> {
     if s.len() > MAX_FIELD_BYTES {
         Err(Rejection::new(
             RejectReason::TooLarge,
             format!("`{field}` is {} bytes, limit {MAX_FIELD_BYTES}", s.len()),
         ))
     } else {
-        Ok(s)
+        Ok(())
     }
 }
 
-fn wrong_type(field: &str, v: &Value) -> Rejection {
-    let kind = match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
+fn wrong_type(field: &str, kind: &str) -> Rejection {
     Rejection::new(
         RejectReason::WrongType,
-        format!("`{field}` must be a string, found {kind}"),
+        format!("`{field}` must be text, a number or a boolean; found {kind}"),
     )
 }
 
@@ -752,9 +883,10 @@ mod tests {
             reason_for(|u| u["name"]["first"] = json!(["a"])),
             RejectReason::WrongType
         );
+        // A number is read as its text (as the old stack did), which is not a date.
         assert_eq!(
             reason_for(|u| u["dob"]["date"] = json!(12345)),
-            RejectReason::WrongType
+            RejectReason::InvalidDate
         );
         assert_eq!(
             reason_for(|u| u["dob"]["date"] = json!("yesterday")),
@@ -827,6 +959,178 @@ mod tests {
         );
     }
 
+    /// `json.dumps` as the old producer called it: `", "` and `": "` separators,
+    /// `ensure_ascii=True` (non-ASCII as `\uXXXX`, surrogate pairs above the BMP).
+    pub(crate) fn python_json_dumps(value: &Value) -> Vec<u8> {
+        struct Py;
+        impl serde_json::ser::Formatter for Py {
+            fn begin_array_value<W: ?Sized + std::io::Write>(
+                &mut self,
+                w: &mut W,
+                first: bool,
+            ) -> std::io::Result<()> {
+                if first { Ok(()) } else { w.write_all(b", ") }
+            }
+            fn begin_object_key<W: ?Sized + std::io::Write>(
+                &mut self,
+                w: &mut W,
+                first: bool,
+            ) -> std::io::Result<()> {
+                if first { Ok(()) } else { w.write_all(b", ") }
+            }
+            fn begin_object_value<W: ?Sized + std::io::Write>(
+                &mut self,
+                w: &mut W,
+            ) -> std::io::Result<()> {
+                w.write_all(b": ")
+            }
+            fn write_string_fragment<W: ?Sized + std::io::Write>(
+                &mut self,
+                w: &mut W,
+                fragment: &str,
+            ) -> std::io::Result<()> {
+                for c in fragment.chars() {
+                    if c.is_ascii() {
+                        w.write_all(&[c as u8])?;
+                    } else {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            write!(w, "\\u{unit:04x}")?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, Py);
+        serde::Serialize::serialize(value, &mut ser).expect("encode");
+        out
+    }
+
+    /// The old DAG's `format_data(res)`, with `id = str(uuid4())`.
+    fn format_data(user: &Value, id: &str) -> Value {
+        let l = &user["location"];
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        json!({
+            "id": id,
+            "first_name": user["name"]["first"],
+            "last_name": user["name"]["last"],
+            "gender": user["gender"],
+            "address": format!("{} {}, {}, {}, {}", text(&l["street"]["number"]),
+                text(&l["street"]["name"]), text(&l["city"]), text(&l["state"]), text(&l["country"])),
+            "post_code": l["postcode"],
+            "email": user["email"],
+            "username": user["login"]["username"],
+            "dob": user["dob"]["date"],
+            "registered_date": user["registered"]["date"],
+            "phone": user["phone"],
+            "picture": user["picture"]["medium"],
+        })
+    }
+
+    #[test]
+    fn old_producer_message_with_numeric_postcode_lands() {
+        let mut u = sample_user();
+        u["location"]["postcode"] = json!(8394);
+        u["name"]["first"] = json!("Zoë");
+        let id = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
+        let value = python_json_dumps(&format_data(&u, id));
+        let text = String::from_utf8(value.clone()).expect("utf8");
+        assert!(text.contains("\"post_code\": 8394, "), "{text}");
+        assert!(text.contains("Zo\\u00eb"), "{text}");
+        let row = validate(None, Some(&value), 5).expect("old message lands");
+        assert_eq!(row.id.to_string(), id);
+        assert_eq!(row.post_code.as_deref(), Some("8394"));
+        assert_eq!(row.first_name, "Zoë");
+        assert_eq!(
+            row.address.as_deref(),
+            Some("4021 Main St, Leeds, West Yorkshire, United Kingdom")
+        );
+        assert_eq!(row.fetched_at_ms, 5);
+    }
+
+    #[test]
+    fn scalars_are_stored_as_their_json_text() {
+        let base = |extra: &str| {
+            format!(
+                r#"{{"id": "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", "first_name": "a", "last_name": "b",
+                   "email": "e", "username": "u"{extra}}}"#
+            )
+        };
+        let row = |extra: &str| validate(None, Some(base(extra).as_bytes()), 0);
+        let r = row(r#", "post_code": 12.5, "gender": true, "phone": -7, "picture": false"#)
+            .expect("scalars");
+        assert_eq!(r.post_code.as_deref(), Some("12.5"));
+        assert_eq!(r.gender.as_deref(), Some("true"));
+        assert_eq!(r.phone.as_deref(), Some("-7"));
+        assert_eq!(r.picture.as_deref(), Some("false"));
+        // Required fields take numbers too.
+        let numeric_name = base("").replace(r#""first_name": "a""#, r#""first_name": 42"#);
+        assert_eq!(
+            validate(None, Some(numeric_name.as_bytes()), 0)
+                .expect("number name")
+                .first_name,
+            "42"
+        );
+        // Unknown fields are ignored; the last of a repeated key counts.
+        let r = row(r#", "nat": {"x": [1]}, "post_code": "A", "post_code": "B""#).expect("extra");
+        assert_eq!(r.post_code.as_deref(), Some("B"));
+        // null and absent optional fields are null.
+        let r = row(r#", "post_code": null, "dob": null"#).expect("nulls");
+        assert_eq!((r.post_code, r.dob, r.address), (None, None, None));
+        // Objects and arrays are not text.
+        for (extra, field) in [
+            (r#", "post_code": {"n": 1}"#, "post_code"),
+            (r#", "address": ["a"]"#, "address"),
+        ] {
+            let e = row(extra).expect_err("nested");
+            assert_eq!(e.reason, RejectReason::WrongType, "{e:?}");
+            assert!(e.detail.contains(field), "{e:?}");
+        }
+        // Escaped strings are decoded.
+        let r = row(r#", "phone": "a\"b\u00e9""#).expect("escaped");
+        assert_eq!(r.phone.as_deref(), Some("a\"bé"));
+    }
+
+    #[test]
+    fn each_required_field_is_required() {
+        let full = json!({
+            "id": "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", "first_name": "a", "last_name": "b",
+            "email": "e", "username": "u"
+        });
+        for field in REQUIRED_FIELDS {
+            for replacement in [None, Some(Value::Null), Some(json!(""))] {
+                let mut msg = full.clone();
+                match replacement.clone() {
+                    None => {
+                        msg.as_object_mut().map(|o| o.remove(field));
+                    }
+                    Some(v) => msg[field] = v,
+                }
+                let e = validate(None, Some(&python_json_dumps(&msg)), 0).expect_err(field);
+                assert_eq!(
+                    e.reason,
+                    RejectReason::MissingField,
+                    "{field} {replacement:?}"
+                );
+            }
+        }
+        let optional: Vec<&str> = MESSAGE_FIELDS
+            .into_iter()
+            .filter(|f| !REQUIRED_FIELDS.contains(f))
+            .collect();
+        assert_eq!(optional.len(), 7);
+        let mut msg = full.clone();
+        for field in &optional {
+            msg[*field] = Value::Null;
+        }
+        assert!(validate(None, Some(&python_json_dumps(&msg)), 0).is_ok());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         #[test]
@@ -844,6 +1148,65 @@ mod tests {
             let id = record_id(&u);
             let value = encode_message(&id, &u);
             let _ = validate(Some(id.as_bytes()), Some(&value), 0);
+        }
+    }
+
+    /// A postcode as randomuser sends it: a number for most nationalities, a string for
+    /// CA, GB, IE, NL and others; any integer or any non-empty text.
+    fn postcode() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0_i64..1_000_000).prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[A-Z][0-9][A-Z] [0-9][A-Z][0-9]".prop_map(Value::from),
+            "[A-Z]{1,2}[0-9]{1,2} [0-9][A-Z]{2}".prop_map(Value::from),
+            "\\PC{0,30}".prop_map(Value::from),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Every message the old producer writes for a randomuser user lands, with the text
+        /// the old Spark job stored.
+        #[test]
+        fn every_old_producer_message_lands(
+            seed in "[a-f0-9]{4,16}",
+            page in 1_u32..50,
+            nat in proptest::sample::select(crate::emulator::Nat::ALL.to_vec()),
+            postcode in postcode(),
+            first in "\\PC{1,40}",
+            id_bytes in proptest::prelude::any::<[u8; 16]>(),
+        ) {
+            let mut params = crate::emulator::PageParams::new(seed, page, 1);
+            params.nat = vec![nat];
+            let generated = crate::emulator::generate_page(
+                &params,
+                &crate::emulator::ContentFaults::none(),
+            );
+            let body: Value = serde_json::from_str(&generated.body).expect("json");
+            let native = body["results"][0].clone();
+            for mut user in [native.clone(), {
+                let mut u = native.clone();
+                u["location"]["postcode"] = postcode;
+                u["name"]["first"] = json!(first);
+                u
+            }] {
+                let id = uuid::Builder::from_random_bytes(id_bytes).into_uuid().to_string();
+                strip_credentials(&mut user);
+                let value = python_json_dumps(&format_data(&user, &id));
+                let row = validate(None, Some(&value), 1);
+                let row = row.map_err(|e| proptest::test_runner::TestCaseError::fail(
+                    format!("{e:?} for {}", String::from_utf8_lossy(&value))))?;
+                let expected_postcode = match &user["location"]["postcode"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                proptest::prop_assert_eq!(row.id.to_string(), id);
+                proptest::prop_assert_eq!(row.post_code, Some(expected_postcode));
+                proptest::prop_assert_eq!(Some(row.first_name.as_str()), user["name"]["first"].as_str());
+                proptest::prop_assert_eq!(row.dob.as_deref(), user["dob"]["date"].as_str());
+                proptest::prop_assert_eq!(row.picture.as_deref(), user["picture"]["medium"].as_str());
+            }
         }
     }
 }

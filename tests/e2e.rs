@@ -5,8 +5,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cdrs_tokio::statement::StatementParamsBuilder;
-use cdrs_tokio::types::IntoRustByName;
 use pipeline::emulator::{ContentFaults, EmulatorConfig, PageParams, generate_page};
 
 /// What the emulator will serve for a seeded run: ids split into valid and malformed, and
@@ -38,43 +36,20 @@ fn expected(seed: &str, results: u32, records: u32, faults: &ContentFaults) -> E
 async fn cassandra_rows(
     keyspace: &str,
 ) -> BTreeMap<String, BTreeMap<&'static str, Option<String>>> {
-    let session = common::cassandra().await;
-    let params = StatementParamsBuilder::new()
-        .with_page_size(1_000_000)
-        .build();
-    let rows = session
-        .query_with_params(
-            format!("SELECT id, first_name, last_name, email, username, post_code, picture, dob, address FROM {keyspace}.created_users"),
-            params,
-        )
-        .await
-        .expect("select users")
-        .response_body()
-        .expect("body")
-        .into_rows()
-        .unwrap_or_default();
-    rows.iter()
-        .map(|row| {
-            let id: uuid::Uuid = row.get_r_by_name("id").expect("id");
-            let mut cols = BTreeMap::new();
-            for c in [
-                "first_name",
-                "last_name",
-                "email",
-                "username",
-                "post_code",
-                "picture",
-                "dob",
-                "address",
-            ] {
-                cols.insert(
-                    c,
-                    IntoRustByName::<String>::get_by_name(row, c).expect("text column"),
-                );
-            }
-            (id.to_string(), cols)
-        })
-        .collect()
+    common::created_users(
+        keyspace,
+        &[
+            "first_name",
+            "last_name",
+            "email",
+            "username",
+            "post_code",
+            "picture",
+            "dob",
+            "address",
+        ],
+    )
+    .await
 }
 
 fn text(v: Option<&serde_json::Value>) -> Option<String> {

@@ -40,8 +40,9 @@ pub enum ContentFault {
     /// A required field is absent: `login.uuid` or `email` (whichever the seed picks and the
     /// request includes).
     MissingField,
-    /// A field has the wrong JSON type: `dob.date` as a number (unix ms) or `name.first` as
-    /// an array of one string.
+    /// A field has the wrong JSON type: `dob.date` as a number (unix ms; the consumer reads a
+    /// number as its text, as the old stack did, so it is dead-lettered as `invalid_date`) or
+    /// `name.first` as an array of one string (`wrong_type`).
     WrongType,
     /// `login.uuid` is `"not-a-uuid-<16 hex>"`.
     InvalidUuid,

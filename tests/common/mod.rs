@@ -428,6 +428,81 @@ pub fn credential_values(users: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// Every row of `<keyspace>.created_users`: id → the text `columns` (null as `None`).
+pub async fn created_users(
+    keyspace: &str,
+    columns: &[&'static str],
+) -> BTreeMap<String, BTreeMap<&'static str, Option<String>>> {
+    use cdrs_tokio::types::IntoRustByName;
+    let session = cassandra().await;
+    let params = cdrs_tokio::statement::StatementParamsBuilder::new()
+        .with_page_size(1_000_000)
+        .build();
+    let rows = session
+        .query_with_params(
+            format!(
+                "SELECT id, {} FROM {keyspace}.created_users",
+                columns.join(", ")
+            ),
+            params,
+        )
+        .await
+        .expect("select users")
+        .response_body()
+        .expect("body")
+        .into_rows()
+        .unwrap_or_default();
+    rows.iter()
+        .map(|row| {
+            let id: uuid::Uuid = row.get_r_by_name("id").expect("id");
+            let cols = columns
+                .iter()
+                .map(|c| {
+                    let v = IntoRustByName::<String>::get_by_name(row, c).expect("text column");
+                    (*c, v)
+                })
+                .collect();
+            (id.to_string(), cols)
+        })
+        .collect()
+}
+
+/// Stored consumer offsets of `topic` in `<keyspace>.pipeline_offsets`: partition → next.
+pub async fn stored_offsets(keyspace: &str, topic: &str) -> BTreeMap<i32, i64> {
+    use cdrs_tokio::types::IntoRustByName;
+    let session = cassandra().await;
+    let rows = session
+        .query_with_values(
+            format!(
+                "SELECT partition, next_offset FROM {keyspace}.pipeline_offsets WHERE topic = ?"
+            ),
+            cdrs_tokio::query_values!(topic.to_string()),
+        )
+        .await
+        .expect("select offsets")
+        .response_body()
+        .expect("body")
+        .into_rows()
+        .unwrap_or_default();
+    rows.iter()
+        .map(|row| {
+            let p: i32 = row.get_r_by_name("partition").expect("partition");
+            let o: i64 = row.get_r_by_name("next_offset").expect("next_offset");
+            (p, o)
+        })
+        .collect()
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1).
+pub async fn create_topic(client: &Client, topic: &str, partitions: i32) {
+    client
+        .controller_client()
+        .expect("controller")
+        .create_topic(topic, partitions, 1, 10_000)
+        .await
+        .expect("create topic");
+}
+
 pub fn log_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     dir.join(format!("{name}.log"))
