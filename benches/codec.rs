@@ -1,9 +1,10 @@
 //! Codec throughput of the data path, one core: what each record costs the daemon's CPU
 //! outside of I/O.
 //!
-//! - `split_page`: decode an API page of 5,000 users (credentials stripped, ids chosen);
-//! - `encode_message`: transform a landed user into the Kafka value (the relay's JSON);
-//! - `kafka_record`: value + headers + key partitioning (murmur2), as the relay builds it;
+//! - `split_page`: decode an API page of 5,000 users (credentials stripped, ids chosen) and
+//!   build each user's landed JSON and Kafka message: the daemon's only JSON work on ingest;
+//! - `encode_message`: the message alone (part of `split_page`);
+//! - `kafka_record`: the relay's record from the outbox bytes: headers + key partitioning;
 //! - `validate`: decode + validate the Kafka value into a Cassandra row (consumer side);
 //! - `full_path`: all of the above for one page.
 //!
@@ -27,13 +28,13 @@ fn page_body() -> String {
     .body
 }
 
-fn relay_record(id: &str, user: &serde_json::Value, fetched_at_ms: i64) -> (i32, Record) {
-    let value = model::encode_message(id, user);
+/// The relay's record: the message bytes as landed, key, headers, partition.
+fn relay_record(id: &str, message: &[u8], fetched_at_ms: i64) -> (i32, Record) {
     let key = id.as_bytes().to_vec();
     let partition = model::partition_for_key(&key, PARTITIONS);
     let record = Record {
         key: Some(key),
-        value: Some(value),
+        value: Some(message.to_vec()),
         headers: model::message_headers(fetched_at_ms),
         timestamp: chrono::Utc::now(),
     };
@@ -46,12 +47,11 @@ fn bench_codec(c: &mut Criterion) {
     let now = chrono::Utc::now().timestamp_millis();
     let records: Vec<Record> = users
         .iter()
-        .map(|u| relay_record(&u.id, &u.json, now).1)
+        .map(|u| relay_record(&u.id, &u.message, now).1)
         .collect();
-    // The relay reads the landed users back from Postgres as text.
-    let landed_text: Vec<(String, String)> = users
+    let trees: Vec<serde_json::Value> = users
         .iter()
-        .map(|u| (u.id.clone(), u.json.to_string()))
+        .map(|u| u.json().expect("landed JSON"))
         .collect();
 
     let mut group = c.benchmark_group("codec");
@@ -59,24 +59,17 @@ fn bench_codec(c: &mut Criterion) {
     group.bench_function("split_page_5000", |b| {
         b.iter(|| black_box(model::split_page(black_box(body.as_bytes())).expect("splits")))
     });
-    group.bench_function("landing_raw_to_text", |b| {
-        b.iter(|| {
-            let raws: Vec<String> = users.iter().map(|u| u.json.to_string()).collect();
-            black_box(raws)
-        })
-    });
     group.bench_function("encode_message", |b| {
         b.iter(|| {
-            for u in &users {
-                black_box(model::encode_message(&u.id, &u.json));
+            for (u, tree) in users.iter().zip(&trees) {
+                black_box(model::encode_message(&u.id, tree).expect("encode"));
             }
         })
     });
-    group.bench_function("relay_text_to_kafka_record", |b| {
+    group.bench_function("kafka_record", |b| {
         b.iter(|| {
-            for (id, raw) in &landed_text {
-                let user: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
-                black_box(relay_record(id, &user, now));
+            for u in &users {
+                black_box(relay_record(&u.id, &u.message, now));
             }
         })
     });
@@ -94,9 +87,7 @@ fn bench_codec(c: &mut Criterion) {
         b.iter(|| {
             let users = model::split_page(body.as_bytes()).expect("splits");
             for u in &users {
-                let raw = u.json.to_string();
-                let user: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
-                let (_, r) = relay_record(&u.id, &user, now);
+                let (_, r) = relay_record(&u.id, &u.message, now);
                 let ms = model::fetched_at_header(&r.headers).unwrap_or(now);
                 black_box(
                     model::validate(r.key.as_deref(), r.value.as_deref(), ms).expect("valid"),

@@ -153,7 +153,7 @@ impl Default for PostgresConfig {
             migrate_on_start: true,
             channel_capacity: 4,
             relay_batch_rows: 2000,
-            relay_idle_poll: Duration::from_millis(50),
+            relay_idle_poll: Duration::from_secs(1),
         }
     }
 }
@@ -286,6 +286,9 @@ pub struct ConsumerConfig {
     pub fetch_max_wait: Duration,
     /// Fetched batches buffered between fetcher and writer of one partition.
     pub channel_capacity: usize,
+    /// Byte budget of fetched-but-unwritten records, all partitions together (decoded size:
+    /// keys, values, headers). A fetcher waits when its batch does not fit.
+    pub buffer_bytes: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -295,9 +298,10 @@ impl Default for ConsumerConfig {
             instance: 0,
             instances: 1,
             start_from: StartFrom::Earliest,
-            fetch_max_bytes: 4 * 1024 * 1024,
+            fetch_max_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(100),
             channel_capacity: 2,
+            buffer_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -826,6 +830,14 @@ impl Config {
                 "must be >= 1",
             ));
         }
+        if p.relay_idle_poll < Duration::from_millis(1)
+            || p.relay_idle_poll > Duration::from_secs(60)
+        {
+            return Err(ConfigError::key(
+                "postgres.relay_idle_poll",
+                "must be in 1ms..=60s",
+            ));
+        }
         if !(1..=100_000).contains(&p.relay_batch_rows) {
             return Err(ConfigError::key(
                 "postgres.relay_batch_rows",
@@ -923,6 +935,12 @@ impl Config {
             return Err(ConfigError::key(
                 "consumer.channel_capacity",
                 "must be >= 1",
+            ));
+        }
+        if c.buffer_bytes < 64 * 1024 || c.buffer_bytes > 16 * 1024 * 1024 * 1024 {
+            return Err(ConfigError::key(
+                "consumer.buffer_bytes",
+                "must be in 65536..=17179869184",
             ));
         }
 

@@ -90,6 +90,27 @@ pub struct ConsumerDeps<S: RowSink> {
     pub metrics: Metrics,
     pub latency: Arc<LatencyRecorder>,
     pub progress: Arc<Progress>,
+    /// `consumer.buffer_bytes`, in [`BUDGET_UNIT`]s: fetched-but-unwritten records.
+    pub budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// Granularity of the consumer's byte budget.
+pub const BUDGET_UNIT: u64 = 1024;
+
+/// Decoded size of a fetched record as the budget counts it: key, value, headers and the
+/// fixed overhead of the record and its allocations.
+fn record_bytes(r: &RecordAndOffset) -> u64 {
+    let record = &r.record;
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 64)
+        .sum();
+    let len = record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + headers
+        + std::mem::size_of::<RecordAndOffset>();
+    u64::try_from(len).unwrap_or(u64::MAX)
 }
 
 /// What the consumer stage is built from.
@@ -128,7 +149,11 @@ pub async fn run_consumers<S: RowSink>(
     }
     progress.assigned.store(true, Ordering::SeqCst);
     tracing::info!(partitions = ?assigned, "consuming");
+    let budget_units = usize::try_from(config.consumer.buffer_bytes / BUDGET_UNIT)
+        .unwrap_or(usize::MAX)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
     let deps = Arc::new(ConsumerDeps {
+        budget: Arc::new(tokio::sync::Semaphore::new(budget_units)),
         topic: Arc::new(Partitions::new(
             Arc::clone(&client),
             &k.topic,
@@ -168,6 +193,10 @@ pub async fn run_consumers<S: RowSink>(
 struct Fetched {
     records: Vec<RecordAndOffset>,
     high_watermark: i64,
+    /// This batch's share of `consumer.buffer_bytes`, released when it is written.
+    _budget: tokio::sync::OwnedSemaphorePermit,
+    /// When the fetch returned (for `kafka_to_consumer` / `write` latencies).
+    fetched_ms: i64,
 }
 
 async fn start_offset<S: RowSink>(
@@ -221,7 +250,10 @@ async fn fetch_loop<S: RowSink>(
     let c = &deps.config.consumer;
     let k = &deps.config.kafka;
     let progress = deps.progress.partition(partition);
-    let max_wait_ms = c.fetch_max_wait.as_millis() as i32;
+    let max_wait_ms = i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
+    let budget_total = u32::try_from(deps.config.consumer.buffer_bytes / BUDGET_UNIT)
+        .unwrap_or(u32::MAX)
+        .max(1);
     let deadline = k.request_timeout + c.fetch_max_wait;
     let label = partition.to_string();
     let depth = deps
@@ -279,10 +311,33 @@ async fn fetch_loop<S: RowSink>(
             .high_watermark
             .fetch_max(high_watermark, Ordering::SeqCst);
         if !records.is_empty() {
+            let fetched_ms = chrono::Utc::now().timestamp_millis();
+            let to_consumer = deps
+                .metrics
+                .stage_latency
+                .with_label_values(&["kafka_to_consumer"]);
+            for r in &records {
+                let produced_ms = r.record.timestamp.timestamp_millis();
+                to_consumer.observe(((fetched_ms - produced_ms).max(0) as f64) / 1000.0);
+            }
+            // Wait for room in the byte budget (a batch larger than the whole budget takes
+            // all of it, so it still goes through, alone).
+            let bytes: u64 = records.iter().map(record_bytes).sum();
+            let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT))
+                .unwrap_or(u32::MAX)
+                .clamp(1, budget_total);
+            let permit = tokio::select! {
+                p = Arc::clone(&deps.budget).acquire_many_owned(units) => p.map_err(|_| {
+                    StageError::retriable("consumer budget closed")
+                })?,
+                () = token.cancelled() => break,
+            };
             if tx
                 .send(Fetched {
                     records,
                     high_watermark,
+                    _budget: permit,
+                    fetched_ms,
                 })
                 .await
                 .is_err()
@@ -298,22 +353,24 @@ async fn fetch_loop<S: RowSink>(
     Ok(())
 }
 
+/// The writer of one partition: validate, write rows, then (in the background, while the
+/// next batch's rows are written) produce the dead letters and store the offset. A batch's
+/// offset is stored only after its rows and dead letters are acknowledged, and only after
+/// the previous batch's offset, so stored offsets never pass unwritten records.
 async fn write_loop<S: RowSink>(
     deps: Arc<ConsumerDeps<S>>,
     partition: i32,
-    mut committed: i64,
+    committed: i64,
     mut rx: mpsc::Receiver<Fetched>,
 ) -> Result<(), StageError> {
     let config = &deps.config;
     let topic = config.kafka.topic.as_str();
-    let progress = deps.progress.partition(partition);
-    let label = partition.to_string();
-    let compression = kafka::compression(config.kafka.compression);
+    let mut last = committed - 1;
+    let mut pending: Option<tokio::task::JoinHandle<Result<(), StageError>>> = None;
     while let Some(batch) = rx.recv().await {
         let started = Instant::now();
         let mut rows = Vec::with_capacity(batch.records.len());
         let mut dead = Vec::new();
-        let mut last = committed - 1;
         for r in &batch.records {
             last = r.offset;
             let record = &r.record;
@@ -346,52 +403,108 @@ async fn write_loop<S: RowSink>(
                 }
             }
         }
-        deps.sink.write_rows(&rows).await.inspect_err(|_| {
+        let consumed = batch.records.len();
+        let written_at: Vec<i64> = rows.iter().map(|r| r.fetched_at_ms).collect();
+        let written = rows.len();
+        // The records are validated: their bytes go back to the budget now.
+        let Fetched {
+            records,
+            high_watermark,
+            _budget,
+            fetched_ms,
+        } = batch;
+        drop(records);
+        drop(_budget);
+        deps.sink.write_rows(rows).await.inspect_err(|_| {
             deps.metrics
                 .errors
                 .with_label_values(&["sink", "cassandra"])
                 .inc();
         })?;
         let acked_ms = chrono::Utc::now().timestamp_millis();
-        if !dead.is_empty() {
-            let dlq_partition = partition % deps.dlq_partitions.max(1);
-            let pc = deps.dlq.get(dlq_partition).await?;
-            let n = dead.len();
-            kafka::produce_chunked(&pc, dead, compression, &config.kafka, "produce dlq").await?;
-            deps.metrics
-                .records
-                .with_label_values(&["dlq"])
-                .inc_by(n as u64);
-            tracing::info!(partition, dead_letters = n, "dead-lettered invalid records");
-        }
-        deps.sink.store_offset(topic, partition, last + 1).await?;
-        committed = last + 1;
-        progress.committed.store(committed, Ordering::SeqCst);
-        progress
-            .high_watermark
-            .fetch_max(batch.high_watermark, Ordering::SeqCst);
-        for row in &rows {
-            let ms = (acked_ms - row.fetched_at_ms).max(0);
-            deps.latency.record_ms(ms as u64);
+        deps.metrics
+            .stage_latency
+            .with_label_values(&["write"])
+            .observe(((acked_ms - fetched_ms).max(0) as f64) / 1000.0);
+        for fetched_at_ms in written_at {
+            let ms = u64::try_from(acked_ms - fetched_at_ms).unwrap_or_default();
+            deps.latency.record_ms(ms);
             deps.metrics.e2e_latency.observe(ms as f64 / 1000.0);
         }
         deps.metrics
             .records
-            .with_label_values(&["consumer"])
-            .inc_by(batch.records.len() as u64);
-        deps.metrics
-            .records
             .with_label_values(&["sink"])
-            .inc_by(rows.len() as u64);
-        deps.metrics
-            .consumer_lag
-            .with_label_values(&[&label])
-            .set((batch.high_watermark - committed).max(0));
+            .inc_by(written as u64);
         deps.metrics
             .batch_duration
             .with_label_values(&["sink"])
             .observe(started.elapsed().as_secs_f64());
+        // The previous batch's commit must be done before this one's starts.
+        if let Some(previous) = pending.take() {
+            join_commit(previous).await?;
+        }
+        pending = Some(tokio::spawn(commit(
+            Arc::clone(&deps),
+            partition,
+            dead,
+            last + 1,
+            high_watermark,
+            consumed,
+        )));
     }
+    if let Some(previous) = pending.take() {
+        join_commit(previous).await?;
+    }
+    Ok(())
+}
+
+async fn join_commit(
+    handle: tokio::task::JoinHandle<Result<(), StageError>>,
+) -> Result<(), StageError> {
+    handle
+        .await
+        .map_err(|e| StageError::retriable(format!("offset commit task failed: {e}")))?
+}
+
+/// Produces a written batch's dead letters, then stores its offset.
+async fn commit<S: RowSink>(
+    deps: Arc<ConsumerDeps<S>>,
+    partition: i32,
+    dead: Vec<rskafka::record::Record>,
+    next_offset: i64,
+    high_watermark: i64,
+    consumed: usize,
+) -> Result<(), StageError> {
+    let config = &deps.config;
+    let topic = config.kafka.topic.as_str();
+    if !dead.is_empty() {
+        let dlq_partition = partition % deps.dlq_partitions.max(1);
+        let pc = deps.dlq.get(dlq_partition).await?;
+        let n = dead.len();
+        let compression = kafka::compression(config.kafka.compression);
+        kafka::produce_chunked(&pc, dead, compression, &config.kafka, "produce dlq").await?;
+        deps.metrics
+            .records
+            .with_label_values(&["dlq"])
+            .inc_by(n as u64);
+        tracing::info!(partition, dead_letters = n, "dead-lettered invalid records");
+    }
+    deps.sink
+        .store_offset(topic, partition, next_offset)
+        .await?;
+    let progress = deps.progress.partition(partition);
+    progress.committed.store(next_offset, Ordering::SeqCst);
+    progress
+        .high_watermark
+        .fetch_max(high_watermark, Ordering::SeqCst);
+    deps.metrics
+        .records
+        .with_label_values(&["consumer"])
+        .inc_by(consumed as u64);
+    deps.metrics
+        .consumer_lag
+        .with_label_values(&[&partition.to_string()])
+        .set((high_watermark - next_offset).max(0));
     Ok(())
 }
 

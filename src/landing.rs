@@ -89,69 +89,83 @@ pub struct Landed {
 #[derive(Clone)]
 pub struct Landing {
     pool: PgPool,
+    /// Woken after every commit that queued outbox rows: the relay of this process waits on
+    /// it (relays of other processes get the trigger's `NOTIFY pipeline_outbox`).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Landing {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Lands one page in one transaction.
+    /// Notified when landed rows are waiting in the outbox.
+    pub fn wake(&self) -> &tokio::sync::Notify {
+        &self.wake
+    }
+
+    /// Lands one page in one statement (atomic on its own: batch row, users and outbox rows
+    /// with their ready Kafka messages commit together, in one round trip).
     ///
     /// # Errors
     /// See [`pg_error`].
     pub async fn land(&self, page: &FetchedPage) -> Result<Landed, StageError> {
-        let mut tx = self.pool.begin().await.map_err(|e| pg_error("begin", &e))?;
-        let batch_id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO landing_batches (seed, page, fetched_at, users) \
-             VALUES ($1, $2, 'epoch'::timestamptz + $3 * interval '1 millisecond', $4) \
-             ON CONFLICT (seed, page) DO NOTHING RETURNING batch_id",
-        )
-        .bind(&page.seed)
-        .bind(page.page.map(|p| p as i32))
-        .bind(page.fetched_at_ms)
-        .bind(page.users.len() as i32)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| pg_error("insert batch", &e))?;
-        let Some(batch_id) = batch_id else {
-            tx.rollback().await.map_err(|e| pg_error("rollback", &e))?;
-            return Ok(Landed {
-                new_page: false,
-                inserted: 0,
-            });
-        };
         let ids: Vec<&str> = page.users.iter().map(|u| u.id.as_str()).collect();
-        let raws: Vec<String> = page.users.iter().map(|u| u.json.to_string()).collect();
-        let inserted = sqlx::query(
-            "WITH input AS ( \
-                 SELECT DISTINCT ON (id) id, raw, ord \
-                 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t(id, raw, ord) \
+        let raws: Vec<&str> = page.users.iter().map(|u| u.raw.as_str()).collect();
+        let messages: Vec<&[u8]> = page.users.iter().map(|u| u.message.as_slice()).collect();
+        let page_no = page
+            .page
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|_| StageError::fatal(format!("page {:?} out of range", page.page)))?;
+        let users = i32::try_from(page.users.len())
+            .map_err(|_| StageError::fatal("page has more than 2^31 users"))?;
+        let (new_page, inserted): (i64, i64) = sqlx::query_as(
+            "WITH batch AS ( \
+                 INSERT INTO landing_batches (seed, page, fetched_at, users) \
+                 VALUES ($1, $2, 'epoch'::timestamptz + $3 * interval '1 millisecond', $4) \
+                 ON CONFLICT (seed, page) DO NOTHING RETURNING batch_id), \
+             input AS ( \
+                 SELECT DISTINCT ON (id) id, raw, message, ord \
+                 FROM UNNEST($5::text[], $6::text[], $7::bytea[]) \
+                      WITH ORDINALITY AS t(id, raw, message, ord) \
                  ORDER BY id, ord), \
              ins AS ( \
                  INSERT INTO users_landed (id, fetched_at, batch_id, raw) \
-                 SELECT id, 'epoch'::timestamptz + $3 * interval '1 millisecond', $4, raw::jsonb \
-                 FROM input ORDER BY ord \
-                 ON CONFLICT (id) DO NOTHING RETURNING id) \
-             INSERT INTO outbox (user_id) \
-             SELECT input.id FROM input JOIN ins USING (id) ORDER BY input.ord",
+                 SELECT input.id, 'epoch'::timestamptz + $3 * interval '1 millisecond', \
+                        batch.batch_id, input.raw::jsonb \
+                 FROM input CROSS JOIN batch ORDER BY input.ord \
+                 ON CONFLICT (id) DO NOTHING RETURNING id), \
+             queued AS ( \
+                 INSERT INTO outbox (user_id, fetched_at_ms, message) \
+                 SELECT input.id, $3, input.message \
+                 FROM input JOIN ins USING (id) ORDER BY input.ord \
+                 RETURNING 1) \
+             SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM queued)",
         )
+        .bind(&page.seed)
+        .bind(page_no)
+        .bind(page.fetched_at_ms)
+        .bind(users)
         .bind(&ids)
         .bind(&raws)
-        .bind(page.fetched_at_ms)
-        .bind(batch_id)
-        .execute(&mut *tx)
+        .bind(&messages)
+        .fetch_one(&self.pool)
         .await
-        .map_err(|e| pg_error("insert users", &e))?
-        .rows_affected();
-        tx.commit().await.map_err(|e| pg_error("commit", &e))?;
+        .map_err(|e| pg_error("land page", &e))?;
+        if inserted > 0 {
+            self.wake.notify_one();
+        }
         Ok(Landed {
-            new_page: true,
-            inserted,
+            new_page: new_page > 0,
+            inserted: inserted.unsigned_abs(),
         })
     }
 
@@ -273,6 +287,11 @@ pub async fn run_landing(
             .records
             .with_label_values(&["landing"])
             .inc_by(landed.inserted);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        metrics
+            .stage_latency
+            .with_label_values(&["land"])
+            .observe(((now_ms - page.fetched_at_ms).max(0) as f64) / 1000.0);
         tracing::debug!(page = ?page.page, users = page.users.len(), inserted = landed.inserted, new_page = landed.new_page, "landed");
         *in_hand = None;
     }

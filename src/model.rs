@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Fields of `login` that must never be stored anywhere.
 pub const CREDENTIAL_FIELDS: &[&str] = &["password", "salt", "md5", "sha1", "sha256"];
@@ -164,15 +164,36 @@ pub enum PageError {
     ApiError(String),
     #[error("response has no `results` array")]
     NoResults,
+    #[error("cannot encode a user: {0}")]
+    Encode(String),
 }
 
-/// One user as landed: id, credential-free JSON.
+/// One user as landed, in bytes: id, credential-free JSON, and the Kafka message built from
+/// it. Built once at the source ([`split_page`]); from there the record travels as bytes
+/// (landing stores `raw` and `message`, the relay produces `message` as it is).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawUser {
     /// `login.uuid` when it is a short string, else an id derived from the content.
     pub id: String,
-    /// The user object without credential fields.
-    pub json: Value,
+    /// The user object without credential fields, as JSON text.
+    pub raw: String,
+    /// The Kafka value ([`encode_message`] of the user).
+    pub message: Vec<u8>,
+}
+
+impl RawUser {
+    /// The landed user as a JSON tree (tools and tests; the data path never needs it).
+    ///
+    /// # Errors
+    /// When `raw` is not JSON (it always is when built by [`split_page`]).
+    pub fn json(&self) -> serde_json::Result<Value> {
+        serde_json::from_str(&self.raw)
+    }
+
+    /// Bytes held by this user (id, raw JSON, message): what a page in flight costs.
+    pub fn size_bytes(&self) -> usize {
+        self.id.len() + self.raw.len() + self.message.len() + std::mem::size_of::<Self>()
+    }
 }
 
 /// Splits an API response body into users, stripping credentials and choosing ids.
@@ -181,30 +202,50 @@ pub struct RawUser {
 /// [`PageError`] when the body is not JSON, carries an `error`, or lacks `results`. Individual
 /// malformed users are *not* errors here (see the module doc).
 pub fn split_page(body: &[u8]) -> Result<Vec<RawUser>, PageError> {
-    let mut value: Value =
+    // One pass over the page that only finds where each user starts and ends (borrowed raw
+    // slices); then each user is parsed, stripped and encoded on its own, so the page never
+    // exists as one tree (a 5,000-user page's tree is ~35 MB, its body ~6 MB).
+    let page: RawPage<'_> =
         serde_json::from_slice(body).map_err(|e| PageError::NotJson(e.to_string()))?;
-    // Postgres text and jsonb cannot hold U+0000: one such character would make the page
-    // unstorable and block landing forever. Replace it (rare: only scan when present).
-    if body.windows(6).any(|w| w == b"\\u0000") {
-        replace_nul(&mut value);
+    if let Some(err) = page.error {
+        return Err(PageError::ApiError(truncate_for_log(err.get())));
     }
-    let Value::Object(mut top) = value else {
-        return Err(PageError::NotJson("top level is not an object".into()));
-    };
-    if let Some(err) = top.get("error") {
-        return Err(PageError::ApiError(truncate_for_log(&err.to_string())));
-    }
-    let Some(Value::Array(results)) = top.remove("results") else {
+    let Some(results) = page.results else {
         return Err(PageError::NoResults);
     };
-    Ok(results
+    if !results.get().starts_with('[') {
+        return Err(PageError::NoResults);
+    }
+    let results: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(results.get()).map_err(|e| PageError::NotJson(e.to_string()))?;
+    results
         .into_iter()
-        .map(|mut json| {
+        .map(|raw_user| {
+            let mut json: Value = serde_json::from_str(raw_user.get())
+                .map_err(|e| PageError::NotJson(e.to_string()))?;
+            // Postgres text and jsonb cannot hold U+0000: one such character would make the
+            // page unstorable and block landing forever. Replace it (only scan when present).
+            if raw_user.get().contains("\\u0000") {
+                replace_nul(&mut json);
+            }
             strip_credentials(&mut json);
             let id = record_id(&json);
-            RawUser { id, json }
+            let message = encode_message(&id, &json)
+                .map_err(|e| PageError::Encode(format!("user {id}: {e}")))?;
+            let raw = serde_json::to_string(&json)
+                .map_err(|e| PageError::Encode(format!("user {id}: {e}")))?;
+            Ok(RawUser { id, raw, message })
         })
-        .collect())
+        .collect()
+}
+
+/// The top level of an API answer, borrowed: only where `results` and `error` are.
+#[derive(serde::Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow)]
+    results: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Replaces U+0000 with U+FFFD in every string and object key, recursively.
@@ -271,50 +312,87 @@ fn truncate_for_log(s: &str) -> String {
 /// Builds the Kafka value: the old stack's flat JSON message, `id` = record id.
 ///
 /// Lenient on purpose: a field absent in the user is absent in the message, a field of the
-/// wrong type is copied as it is, so that [`validate`] can name it.
-pub fn encode_message(id: &str, user: &Value) -> Vec<u8> {
-    let mut msg = Map::with_capacity(12);
-    msg.insert("id".into(), Value::String(id.to_string()));
-    let copy = |msg: &mut Map<String, Value>, key: &str, pointer: &str| {
-        if let Some(v) = user.pointer(pointer) {
-            msg.insert(key.into(), v.clone());
-        }
+/// wrong type is copied as it is, so that [`validate`] can name it. One pass, borrowing from
+/// `user`: the keys come out in the same (alphabetical) order as ever, so the bytes of a
+/// user's message do not change across versions.
+///
+/// # Errors
+/// Only if serialization fails (it does not for a tree that came from JSON).
+pub fn encode_message(id: &str, user: &Value) -> serde_json::Result<Vec<u8>> {
+    let location = user.get("location");
+    let message = Message {
+        address: location.map(compose_address),
+        dob: user.pointer("/dob/date"),
+        email: user.get("email"),
+        first_name: user.pointer("/name/first"),
+        gender: user.get("gender"),
+        id,
+        last_name: user.pointer("/name/last"),
+        phone: user.get("phone"),
+        picture: user.pointer("/picture/medium"),
+        post_code: location.and_then(|l| l.get("postcode")).map(|pc| match pc {
+            Value::Number(n) => Field::Text(n.to_string()),
+            other => Field::Raw(other),
+        }),
+        registered_date: user.pointer("/registered/date"),
+        username: user.pointer("/login/username"),
     };
-    copy(&mut msg, "first_name", "/name/first");
-    copy(&mut msg, "last_name", "/name/last");
-    copy(&mut msg, "gender", "/gender");
-    if let Some(location) = user.get("location") {
-        msg.insert("address".into(), compose_address(location));
-        if let Some(pc) = location.get("postcode") {
-            msg.insert("post_code".into(), scalar_as_string(pc));
-        }
-    }
-    copy(&mut msg, "email", "/email");
-    copy(&mut msg, "username", "/login/username");
-    copy(&mut msg, "dob", "/dob/date");
-    copy(&mut msg, "registered_date", "/registered/date");
-    copy(&mut msg, "phone", "/phone");
-    copy(&mut msg, "picture", "/picture/medium");
-    serde_json::to_vec(&Value::Object(msg)).unwrap_or_default()
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, &message)?;
+    Ok(out)
 }
 
-/// Postcodes are numbers for some nationalities: they become strings; anything else is kept.
-fn scalar_as_string(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => Value::String(n.to_string()),
-        other => other.clone(),
-    }
+/// The message's fields, alphabetical (the order a `serde_json::Map` always wrote them in).
+#[derive(serde::Serialize)]
+struct Message<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<Field<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dob: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gender: Option<&'a Value>,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_code: Option<Field<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered_date: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a Value>,
+}
+
+/// A message field: text the relay composed, or a value copied from the user as it is.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Field<'a> {
+    Text(String),
+    Raw(&'a Value),
 }
 
 /// "<number> <street>, <city>, <state>, <country>" as the old stack built it; the raw
 /// location when a part is missing or not a scalar (so validation rejects it by name).
-fn compose_address(location: &Value) -> Value {
-    let part = |pointer: &str| -> Option<String> {
-        match location.pointer(pointer)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
+fn compose_address(location: &Value) -> Field<'_> {
+    struct Part<'a>(&'a Value);
+    impl std::fmt::Display for Part<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Value::String(s) => f.write_str(s),
+                other => write!(f, "{other}"),
+            }
         }
+    }
+    let part = |pointer: &str| match location.pointer(pointer) {
+        Some(v @ (Value::String(_) | Value::Number(_))) => Some(Part(v)),
+        _ => None,
     };
     match (
         part("/street/number"),
@@ -324,9 +402,9 @@ fn compose_address(location: &Value) -> Value {
         part("/country"),
     ) {
         (Some(number), Some(street), Some(city), Some(state), Some(country)) => {
-            Value::String(format!("{number} {street}, {city}, {state}, {country}"))
+            Field::Text(format!("{number} {street}, {city}, {state}, {country}"))
         }
-        _ => location.clone(),
+        _ => Field::Raw(location),
     }
 }
 
@@ -723,7 +801,7 @@ pub fn murmur2(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     pub(crate) fn sample_user() -> Value {
         json!({
@@ -784,13 +862,17 @@ mod tests {
         let users = split_page(&page(vec![sample_user()])).expect("split");
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].id, "8c0e7a4e-3f2b-4c1a-9d7e-1a2b3c4d5e6f");
-        let text = users[0].json.to_string();
+        let text = users[0].raw.clone();
         for secret in ["hunter2", "\"salt\"", "md5", "sha1", "sha256", "password"] {
             assert!(!text.contains(secret), "{secret} survived: {text}");
         }
         assert_eq!(
-            users[0].json.pointer("/login/username"),
+            users[0].json().expect("json").pointer("/login/username"),
             Some(&json!("ada1815"))
+        );
+        assert_eq!(
+            users[0].message,
+            encode_message(&users[0].id, &users[0].json().expect("json")).expect("encode")
         );
     }
 
@@ -815,7 +897,7 @@ mod tests {
     fn nul_characters_are_replaced_everywhere() {
         let body = br#"{"results":[{"name":{"first":"a\u0000b"},"k\u0000":["\u0000"],"login":{"uuid":"x\u0000"}}]}"#;
         let users = split_page(body).expect("split");
-        let text = users[0].json.to_string();
+        let text = users[0].raw.clone();
         assert!(!text.contains('\0') && !text.contains("\\u0000"), "{text}");
         assert!(text.contains("a\u{FFFD}b"), "{text}");
         assert!(!users[0].id.contains('\0'));
@@ -837,7 +919,7 @@ mod tests {
     #[test]
     fn message_round_trips_through_validation() {
         let users = split_page(&page(vec![sample_user()])).expect("split");
-        let value = encode_message(&users[0].id, &users[0].json);
+        let value = users[0].message.clone();
         let row = validate(
             Some(users[0].id.as_bytes()),
             Some(&value),
@@ -864,7 +946,7 @@ mod tests {
         mutate(&mut u);
         strip_credentials(&mut u);
         let id = record_id(&u);
-        let value = encode_message(&id, &u);
+        let value = encode_message(&id, &u).expect("encode");
         match validate(Some(id.as_bytes()), Some(&value), 0) {
             Ok(row) => panic!("accepted {row:?}"),
             Err(r) => r.reason,
@@ -926,7 +1008,7 @@ mod tests {
             RejectReason::TooLarge
         );
         let users = split_page(&page(vec![sample_user()])).expect("split");
-        let value = encode_message(&users[0].id, &users[0].json);
+        let value = users[0].message.clone();
         let r = validate(Some(b"other"), Some(&value), 0).expect_err("bad");
         assert_eq!(r.reason, RejectReason::KeyMismatch);
     }
@@ -957,6 +1039,85 @@ mod tests {
             h.get("schema").map(Vec::as_slice),
             Some(SCHEMA_NAME.as_bytes())
         );
+    }
+
+    /// The message encoder as it was before it borrowed (a `Map` of cloned values): the new
+    /// one must write the same bytes.
+    fn reference_encode(id: &str, user: &Value) -> Vec<u8> {
+        let mut msg = Map::with_capacity(12);
+        msg.insert("id".into(), Value::String(id.to_string()));
+        for (key, pointer) in [
+            ("first_name", "/name/first"),
+            ("last_name", "/name/last"),
+            ("gender", "/gender"),
+            ("email", "/email"),
+            ("username", "/login/username"),
+            ("dob", "/dob/date"),
+            ("registered_date", "/registered/date"),
+            ("phone", "/phone"),
+            ("picture", "/picture/medium"),
+        ] {
+            if let Some(v) = user.pointer(pointer) {
+                msg.insert(key.into(), v.clone());
+            }
+        }
+        if let Some(location) = user.get("location") {
+            let part = |p: &str| match location.pointer(p)? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            let address = match (
+                part("/street/number"),
+                part("/street/name"),
+                part("/city"),
+                part("/state"),
+                part("/country"),
+            ) {
+                (Some(a), Some(b), Some(c), Some(d), Some(e)) => {
+                    Value::String(format!("{a} {b}, {c}, {d}, {e}"))
+                }
+                _ => location.clone(),
+            };
+            msg.insert("address".into(), address);
+            if let Some(pc) = location.get("postcode") {
+                let pc = match pc {
+                    Value::Number(n) => Value::String(n.to_string()),
+                    other => other.clone(),
+                };
+                msg.insert("post_code".into(), pc);
+            }
+        }
+        serde_json::to_vec(&Value::Object(msg)).expect("encode")
+    }
+
+    #[test]
+    fn borrowed_encoder_writes_the_same_bytes() {
+        let mut users = vec![sample_user()];
+        let mut u = sample_user();
+        u["location"]["postcode"] = json!(8394);
+        u["location"]["street"] = json!(null);
+        users.push(u);
+        let mut u = sample_user();
+        u.as_object_mut().map(|o| o.remove("location"));
+        u["name"]["first"] = json!(["x"]);
+        users.push(u);
+        for nat in crate::emulator::Nat::ALL {
+            let mut params = crate::emulator::PageParams::new("enc", 1, 20);
+            params.nat = vec![nat];
+            let page =
+                crate::emulator::generate_page(&params, &crate::emulator::ContentFaults::none());
+            let body: Value = serde_json::from_str(&page.body).expect("json");
+            users.extend(body["results"].as_array().expect("results").iter().cloned());
+        }
+        for u in &users {
+            let id = record_id(u);
+            assert_eq!(
+                encode_message(&id, u).expect("encode"),
+                reference_encode(&id, u),
+                "{u}"
+            );
+        }
     }
 
     /// `json.dumps` as the old producer called it: `", "` and `": "` separators,
@@ -1146,7 +1307,8 @@ mod tests {
             u["location"]["street"]["number"] = json!(num);
             u["login"]["uuid"] = json!(uuid_text);
             let id = record_id(&u);
-            let value = encode_message(&id, &u);
+            let value = encode_message(&id, &u).expect("encode");
+            proptest::prop_assert_eq!(&value, &reference_encode(&id, &u));
             let _ = validate(Some(id.as_bytes()), Some(&value), 0);
         }
     }

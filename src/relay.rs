@@ -140,41 +140,76 @@ pub async fn run_relay(
     }
     mark_ready();
 
-    let mut last_backlog_check = Instant::now() - Duration::from_secs(60);
+    // Other daemons' landings (and replays) wake us through the outbox trigger's NOTIFY.
+    let listener = tokio::spawn(forward_notifications(landing.clone(), token.clone()));
+    let _listener = AbortOnDrop(listener);
+
+    let mut last_backlog_check = Instant::now() - BACKLOG_EVERY;
+    let limit = i64::from(config.postgres.relay_batch_rows);
     while !token.is_cancelled() {
-        if last_backlog_check.elapsed() >= Duration::from_secs(1) {
+        if last_backlog_check.elapsed() >= BACKLOG_EVERY {
             metrics.outbox_backlog.set(landing.outbox_backlog().await?);
             last_backlog_check = Instant::now();
         }
         let started = Instant::now();
         let rows = sqlx::query(
-            "SELECT o.seq, u.id, (extract(epoch FROM u.fetched_at) * 1000)::bigint, u.raw::text \
-             FROM outbox o JOIN users_landed u ON u.id = o.user_id \
-             ORDER BY o.seq LIMIT $1",
+            "SELECT seq, user_id, fetched_at_ms, message FROM outbox ORDER BY seq LIMIT $1",
         )
-        .bind(i64::from(config.postgres.relay_batch_rows))
+        .bind(limit)
         .fetch_all(landing.pool())
         .await
         .map_err(|e| pg_error("read outbox", &e))?;
         if rows.is_empty() {
             metrics.outbox_backlog.set(0);
             tokio::select! {
+                () = landing.wake().notified() => {}
                 () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
                 () = token.cancelled() => {}
             }
             continue;
         }
+        // A full read means at least this many wait; the slow count corrects it.
+        let read = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        metrics.outbox_backlog.set(if read == limit {
+            read.max(metrics.outbox_backlog.get())
+        } else {
+            read
+        });
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut by_partition: BTreeMap<i32, Vec<Outgoing>> = BTreeMap::new();
         let mut too_large: Vec<Outgoing> = Vec::new();
+        let mut legacy: Vec<i64> = Vec::new();
+        let mut queued: Vec<Queued> = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = row.try_get(0).map_err(|e| pg_error("decode", &e))?;
             let id: String = row.try_get(1).map_err(|e| pg_error("decode", &e))?;
-            let fetched_at_ms: i64 = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
-            let raw: String = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
-            let user: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
-            let value = model::encode_message(&id, &user);
+            let fetched_at_ms: Option<i64> = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
+            let message: Option<Vec<u8>> = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
+            match (fetched_at_ms, message) {
+                (Some(fetched_at_ms), Some(value)) => queued.push(Queued {
+                    seq,
+                    id,
+                    fetched_at_ms,
+                    value,
+                }),
+                _ => legacy.push(seq),
+            }
+        }
+        if !legacy.is_empty() {
+            queued.extend(legacy_rows(&landing, &legacy).await?);
+        }
+        for Queued {
+            seq,
+            id,
+            fetched_at_ms,
+            value,
+        } in queued
+        {
+            metrics
+                .stage_latency
+                .with_label_values(&["relay_wait"])
+                .observe(((now_ms - fetched_at_ms).max(0) as f64) / 1000.0);
             let key = id.into_bytes();
-            let partition = model::partition_for_key(&key, partitions);
             let headers = model::message_headers(fetched_at_ms);
             if value.len() + key.len() + 512 > k.max_message_bytes {
                 let detail = format!(
@@ -202,6 +237,7 @@ pub async fn run_relay(
                 });
                 continue;
             }
+            let partition = model::partition_for_key(&key, partitions);
             by_partition.entry(partition).or_default().push(Outgoing {
                 seq,
                 partition,
@@ -256,7 +292,96 @@ pub async fn run_relay(
             .batch_duration
             .with_label_values(&["relay"])
             .observe(started.elapsed().as_secs_f64());
+        metrics
+            .stage_latency
+            .with_label_values(&["produce"])
+            .observe(started.elapsed().as_secs_f64());
         tracing::debug!(produced, dead, "relayed");
     }
     Ok(())
+}
+
+/// How often the relay counts the outbox for `pipeline_outbox_backlog_rows` (the hot loop
+/// only knows what it read).
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+/// An outbox row ready to produce.
+struct Queued {
+    seq: i64,
+    id: String,
+    fetched_at_ms: i64,
+    value: Vec<u8>,
+}
+
+/// Rows landed by a version that did not store the message: built from `users_landed.raw`.
+async fn legacy_rows(landing: &Landing, seqs: &[i64]) -> Result<Vec<Queued>, StageError> {
+    let rows = sqlx::query(
+        "SELECT o.seq, u.id, (extract(epoch FROM u.fetched_at) * 1000)::bigint, u.raw::text \
+         FROM outbox o JOIN users_landed u ON u.id = o.user_id \
+         WHERE o.seq = ANY($1) ORDER BY o.seq",
+    )
+    .bind(seqs)
+    .fetch_all(landing.pool())
+    .await
+    .map_err(|e| pg_error("read legacy outbox rows", &e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = row.try_get(0).map_err(|e| pg_error("decode", &e))?;
+        let id: String = row.try_get(1).map_err(|e| pg_error("decode", &e))?;
+        let fetched_at_ms: i64 = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
+        let raw: String = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
+        // `raw` is jsonb, so this fails only on a corrupted row: stop and say which (the row
+        // stays in the outbox) rather than produce something else in its place.
+        let value = serde_json::from_str::<serde_json::Value>(&raw)
+            .and_then(|user| model::encode_message(&id, &user))
+            .map_err(|e| {
+                StageError::fatal(format!(
+                    "outbox row seq {seq} (user {id}): landed JSON does not encode: {e}"
+                ))
+            })?;
+        out.push(Queued {
+            seq,
+            id,
+            fetched_at_ms,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// Forwards `NOTIFY pipeline_outbox` to the in-process wake-up, reconnecting after errors;
+/// a missed notification costs at most one `relay_idle_poll`.
+async fn forward_notifications(landing: Landing, token: CancellationToken) {
+    while !token.is_cancelled() {
+        let listener = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(landing.pool()).await?;
+            l.listen("pipeline_outbox").await?;
+            loop {
+                l.recv().await?;
+                landing.wake().notify_one();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        let result = tokio::select! {
+            r = listener => r,
+            () = token.cancelled() => return,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "outbox listener lost; falling back to the poll");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = token.cancelled() => return,
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped (the relay's listener ends with the relay).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

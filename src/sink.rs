@@ -97,7 +97,9 @@ impl CdrsSession {
 /// Where rows and offsets go.
 pub trait RowSink: Send + Sync + 'static {
     /// Writes rows; returns when every one is acknowledged.
-    fn write_rows(&self, rows: &[UserRow]) -> impl Future<Output = Result<(), StageError>> + Send;
+    /// Takes the rows by value: their strings move into the request without a copy.
+    fn write_rows(&self, rows: Vec<UserRow>)
+    -> impl Future<Output = Result<(), StageError>> + Send;
     /// The stored next offset of a partition.
     fn load_offset(
         &self,
@@ -365,20 +367,20 @@ impl CassandraSink {
         })
     }
 
-    fn row_values(row: &UserRow) -> QueryValues {
+    fn row_values(row: UserRow) -> QueryValues {
         QueryValues::SimpleValues(vec![
             Value::from(row.id),
-            Value::from(row.first_name.clone()),
-            Value::from(row.last_name.clone()),
-            Value::from(row.gender.clone()),
-            Value::from(row.address.clone()),
-            Value::from(row.post_code.clone()),
-            Value::from(row.email.clone()),
-            Value::from(row.username.clone()),
-            Value::from(row.dob.clone()),
-            Value::from(row.registered_date.clone()),
-            Value::from(row.phone.clone()),
-            Value::from(row.picture.clone()),
+            Value::from(row.first_name),
+            Value::from(row.last_name),
+            Value::from(row.gender),
+            Value::from(row.address),
+            Value::from(row.post_code),
+            Value::from(row.email),
+            Value::from(row.username),
+            Value::from(row.dob),
+            Value::from(row.registered_date),
+            Value::from(row.phone),
+            Value::from(row.picture),
             Value::from(row.fetched_at_ms),
             // Write timestamp in microseconds: the fetch time, identical on every replay.
             Value::from(row.fetched_at_ms.saturating_mul(1000)),
@@ -431,10 +433,8 @@ impl CassandraSink {
 }
 
 impl RowSink for CassandraSink {
-    async fn write_rows(&self, rows: &[UserRow]) -> Result<(), StageError> {
-        // Owned values first: closures over borrowed rows trip a higher-ranked lifetime
-        // limitation of `Send` futures.
-        let values: Vec<QueryValues> = rows.iter().map(Self::row_values).collect();
+    async fn write_rows(&self, rows: Vec<UserRow>) -> Result<(), StageError> {
+        let values: Vec<QueryValues> = rows.into_iter().map(Self::row_values).collect();
         match self.config.write_mode {
             WriteMode::Concurrent => {
                 let mut writes = futures::stream::iter(values)

@@ -34,7 +34,8 @@ pub struct FetchedPage {
     pub seed: String,
     /// The page asked for (seeded runs only).
     pub page: Option<u32>,
-    /// Fetch completion time, unix milliseconds.
+    /// When the page's request was sent, unix milliseconds: the end-to-end latency origin and
+    /// the rows' write timestamp.
     pub fetched_at_ms: i64,
     pub users: Vec<RawUser>,
 }
@@ -170,6 +171,8 @@ impl UserApiClient {
     /// [`FetchError`] classifying the failure.
     pub async fn fetch_once(&self, page: Option<u32>) -> Result<FetchedPage, FetchError> {
         self.limiter.acquire().await;
+        // The end-to-end clock starts when the request is sent (docs/metrics.md).
+        let requested_at_ms = chrono::Utc::now().timestamp_millis();
         let response = self
             .http
             .get(&self.config.url)
@@ -206,10 +209,16 @@ impl UserApiClient {
             .await
             .map_err(|e| classify(&e, self.config.timeout))?;
         let users = model::split_page(&body)?;
+        drop(body);
+        let parsed_ms = chrono::Utc::now().timestamp_millis();
+        self.metrics
+            .stage_latency
+            .with_label_values(&["fetch"])
+            .observe(((parsed_ms - requested_at_ms).max(0) as f64) / 1000.0);
         Ok(FetchedPage {
             seed: self.config.seed.clone(),
             page,
-            fetched_at_ms: chrono::Utc::now().timestamp_millis(),
+            fetched_at_ms: requested_at_ms,
             users,
         })
     }

@@ -24,7 +24,8 @@ fn expected(seed: &str, results: u32, records: u32, faults: &ContentFaults) -> E
         let keep = (records - (page - 1) * results).min(results) as usize;
         for (user, meta) in users.into_iter().zip(generated.users).take(keep) {
             if meta.is_valid() {
-                valid.insert(user.id, user.json);
+                let json = user.json().expect("landed JSON");
+                valid.insert(user.id, json);
             } else {
                 malformed.insert(user.id);
             }

@@ -36,7 +36,23 @@ pub struct Metrics {
     pub e2e_latency: Histogram,
     /// Duration of one batch operation, by stage.
     pub batch_duration: HistogramVec,
+    /// Per-record latency budget, by stage (see [`STAGES`]): the parts of the end-to-end time.
+    pub stage_latency: HistogramVec,
 }
+
+/// Labels of `pipeline_stage_latency_seconds`, in record order: `fetch` (request sent →
+/// body parsed), `land` (request sent → landing committed), `relay_wait` (request sent →
+/// read from the outbox), `produce` (outbox read → Kafka acknowledged, per relay round),
+/// `kafka_to_consumer` (record timestamp set by the relay → fetched by the consumer),
+/// `write` (fetched by the consumer → Cassandra acknowledged, per batch).
+pub const STAGES: [&str; 6] = [
+    "fetch",
+    "land",
+    "relay_wait",
+    "produce",
+    "kafka_to_consumer",
+    "write",
+];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -135,6 +151,17 @@ impl Metrics {
                 &["stage"],
             )
             .expect("valid metric"),
+            stage_latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "pipeline_stage_latency_seconds",
+                    "Latency of a record (or batch) through one stage; the parts of the end-to-end time.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["stage"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -151,9 +178,13 @@ impl Metrics {
             Box::new(metrics.task_up.clone()),
             Box::new(metrics.e2e_latency.clone()),
             Box::new(metrics.batch_duration.clone()),
+            Box::new(metrics.stage_latency.clone()),
         ];
         for c in collectors {
             metrics.registry.register(c).expect("unique metric names");
+        }
+        for stage in STAGES {
+            metrics.stage_latency.with_label_values(&[stage]);
         }
         for reason in crate::model::RejectReason::ALL {
             metrics.dead_letters.with_label_values(&[reason.as_str()]);

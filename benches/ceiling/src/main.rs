@@ -126,10 +126,7 @@ fn messages(users: &[RawUser]) -> Vec<(Vec<u8>, Vec<u8>)> {
     users
         .iter()
         .map(|u| {
-            (
-                u.id.clone().into_bytes(),
-                model::encode_message(&u.id, &u.json),
-            )
+            (u.id.clone().into_bytes(), u.message.clone())
         })
         .collect()
 }
@@ -222,14 +219,16 @@ async fn cassandra(args: &Args, rows: &[UserRow]) -> Result<Value, Error> {
     // The default write_concurrency is per partition; here one call carries them all.
     // Warm-up (JIT, memtables, connections), not timed.
     let sink = CassandraSink::connect(&config).await?;
-    sink.write_rows(&rows[..rows.len().min(20_000)]).await?;
+    sink.write_rows(rows[..rows.len().min(20_000)].to_vec())
+        .await?;
     drop(sink);
     for &c in &args.concurrency {
         config.write_mode = WriteMode::Concurrent;
         config.write_concurrency = c;
         let sink = CassandraSink::connect(&config).await?;
+        let owned = rows.to_vec();
         let t = Instant::now();
-        sink.write_rows(rows).await?;
+        sink.write_rows(owned).await?;
         note(
             format!("cdrs_concurrent_{c}"),
             rate(rows.len(), t.elapsed()),
@@ -243,8 +242,9 @@ async fn cassandra(args: &Args, rows: &[UserRow]) -> Result<Value, Error> {
         config.batch_rows = args.batch_rows;
         config.write_concurrency = c;
         let sink = CassandraSink::connect(&config).await?;
+        let owned = rows.to_vec();
         let t = Instant::now();
-        sink.write_rows(rows).await?;
+        sink.write_rows(owned).await?;
         note(
             format!("cdrs_unlogged_batch{}_x{c}", args.batch_rows),
             rate(rows.len(), t.elapsed()),
