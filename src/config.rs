@@ -85,6 +85,10 @@ pub struct SourceConfig {
     /// Stop after this long (per run). "0s": no limit.
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
+    /// Byte budget of fetched pages handed to landing and not yet committed (the users'
+    /// landed JSON and messages). The source waits when a page does not fit; a page larger
+    /// than the whole budget takes all of it.
+    pub buffer_bytes: u64,
 }
 
 impl Default for SourceConfig {
@@ -106,6 +110,7 @@ impl Default for SourceConfig {
             interval: Duration::from_secs(86_400),
             max_records: 0,
             max_duration: Duration::ZERO,
+            buffer_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -722,6 +727,14 @@ impl Config {
         }
         if !(1..=256).contains(&s.concurrency) {
             return Err(ConfigError::key("source.concurrency", "must be in 1..=256"));
+        }
+        if self.source.buffer_bytes < 64 * 1024
+            || self.source.buffer_bytes > 16 * 1024 * 1024 * 1024
+        {
+            return Err(ConfigError::key(
+                "source.buffer_bytes",
+                "must be in 65536..=17179869184",
+            ));
         }
         if s.timeout.is_zero() {
             return Err(ConfigError::key("source.timeout", "must be > 0"));

@@ -117,9 +117,17 @@ impl Landing {
     /// # Errors
     /// See [`pg_error`].
     pub async fn land(&self, page: &FetchedPage) -> Result<Landed, StageError> {
-        let ids: Vec<&str> = page.users.iter().map(|u| u.id.as_str()).collect();
-        let raws: Vec<&str> = page.users.iter().map(|u| u.raw.as_str()).collect();
-        let messages: Vec<&[u8]> = page.users.iter().map(|u| u.message.as_slice()).collect();
+        // The statement expects distinct ids (it has no DISTINCT ON, which sorted every raw
+        // user): the first occurrence of an id in the page wins, as before.
+        let mut seen = std::collections::HashSet::with_capacity(page.users.len());
+        let unique: Vec<&crate::model::RawUser> = page
+            .users
+            .iter()
+            .filter(|u| seen.insert(u.id.as_str()))
+            .collect();
+        let ids: Vec<&str> = unique.iter().map(|u| u.id.as_str()).collect();
+        let raws: Vec<&str> = unique.iter().map(|u| u.raw.as_str()).collect();
+        let messages: Vec<&[u8]> = unique.iter().map(|u| u.message.as_slice()).collect();
         let page_no = page
             .page
             .map(i32::try_from)
@@ -131,22 +139,19 @@ impl Landing {
             "WITH batch AS ( \
                  INSERT INTO landing_batches (seed, page, fetched_at, users) \
                  VALUES ($1, $2, 'epoch'::timestamptz + $3 * interval '1 millisecond', $4) \
-                 ON CONFLICT (seed, page) DO NOTHING RETURNING batch_id), \
-             input AS ( \
-                 SELECT DISTINCT ON (id) id, raw, message, ord \
-                 FROM UNNEST($5::text[], $6::text[], $7::bytea[]) \
-                      WITH ORDINALITY AS t(id, raw, message, ord) \
-                 ORDER BY id, ord), \
+                 ON CONFLICT (seed, page) DO NOTHING RETURNING batch_id, fetched_at), \
              ins AS ( \
                  INSERT INTO users_landed (id, fetched_at, batch_id, raw) \
-                 SELECT input.id, 'epoch'::timestamptz + $3 * interval '1 millisecond', \
-                        batch.batch_id, input.raw::jsonb \
-                 FROM input CROSS JOIN batch ORDER BY input.ord \
+                 SELECT unnest($5::text[]), b.fetched_at, b.batch_id, unnest($6::text[]) \
+                 FROM batch b \
                  ON CONFLICT (id) DO NOTHING RETURNING id), \
              queued AS ( \
                  INSERT INTO outbox (user_id, fetched_at_ms, message) \
-                 SELECT input.id, $3, input.message \
-                 FROM input JOIN ins USING (id) ORDER BY input.ord \
+                 SELECT m.id, $3, m.message \
+                 FROM (SELECT unnest($5::text[]) AS id, unnest($7::bytea[]) AS message, \
+                              generate_subscripts($5::text[], 1) AS ord) m \
+                 WHERE m.id IN (SELECT id FROM ins) \
+                 ORDER BY m.ord \
                  RETURNING 1) \
              SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM queued)",
         )

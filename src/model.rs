@@ -220,23 +220,272 @@ pub fn split_page(body: &[u8]) -> Result<Vec<RawUser>, PageError> {
         serde_json::from_str(results.get()).map_err(|e| PageError::NotJson(e.to_string()))?;
     results
         .into_iter()
-        .map(|raw_user| {
-            let mut json: Value = serde_json::from_str(raw_user.get())
-                .map_err(|e| PageError::NotJson(e.to_string()))?;
-            // Postgres text and jsonb cannot hold U+0000: one such character would make the
-            // page unstorable and block landing forever. Replace it (only scan when present).
-            if raw_user.get().contains("\\u0000") {
-                replace_nul(&mut json);
-            }
-            strip_credentials(&mut json);
-            let id = record_id(&json);
-            let message = encode_message(&id, &json)
-                .map_err(|e| PageError::Encode(format!("user {id}: {e}")))?;
-            let raw = serde_json::to_string(&json)
-                .map_err(|e| PageError::Encode(format!("user {id}: {e}")))?;
-            Ok(RawUser { id, raw, message })
-        })
+        .map(|raw_user| split_user(raw_user.get()))
         .collect()
+}
+
+/// One user: the borrowed fast path for ordinary users, the tree path for the rare rest.
+fn split_user(text: &str) -> Result<RawUser, PageError> {
+    // Postgres text and jsonb cannot hold U+0000: one such character would make the page
+    // unstorable and block landing forever. Such users (rare) take the tree path, which
+    // replaces it.
+    if !text.contains("\\u0000")
+        && let Some(user) = split_user_borrowed(text)
+    {
+        return user;
+    }
+    let mut json: Value =
+        serde_json::from_str(text).map_err(|e| PageError::NotJson(e.to_string()))?;
+    replace_nul(&mut json);
+    strip_credentials(&mut json);
+    let id = record_id(&json);
+    let message =
+        encode_message(&id, &json).map_err(|e| PageError::Encode(format!("user {id}: {e}")))?;
+    let raw =
+        serde_json::to_string(&json).map_err(|e| PageError::Encode(format!("user {id}: {e}")))?;
+    Ok(RawUser { id, raw, message })
+}
+
+/// The fast path of [`split_user`], without building a tree: the user's fields are borrowed
+/// slices of the body; the landed JSON is the user with the credential entries of `login`
+/// left out (every other byte copied), and the message is written straight from the slices,
+/// byte for byte what [`encode_message`] writes. `None` (take the tree path) when the user is
+/// not an object or has no usable `login.uuid` (its id is then derived from the tree).
+fn split_user_borrowed(text: &str) -> Option<Result<RawUser, PageError>> {
+    let top = Entries::parse(text)?;
+    let login = top.object("login");
+    let id = match login.as_ref().and_then(|l| l.get("uuid")).map(string_token) {
+        Some(Some(uuid)) if !uuid.is_empty() && uuid.len() <= MAX_ID_LEN => uuid.into_owned(),
+        _ => return None,
+    };
+    let mut raw = String::with_capacity(text.len());
+    raw.push('{');
+    for (i, (key, value)) in top.0.iter().enumerate() {
+        if i > 0 {
+            raw.push(',');
+        }
+        push_json_string(&mut raw, key);
+        raw.push(':');
+        match (key.as_ref(), Entries::parse(value.get())) {
+            ("login", Some(inner)) => {
+                raw.push('{');
+                let kept = inner
+                    .0
+                    .iter()
+                    .filter(|(k, _)| !CREDENTIAL_FIELDS.contains(&k.as_ref()));
+                for (j, (k, v)) in kept.enumerate() {
+                    if j > 0 {
+                        raw.push(',');
+                    }
+                    push_json_string(&mut raw, k);
+                    raw.push(':');
+                    raw.push_str(v.get());
+                }
+                raw.push('}');
+            }
+            _ => raw.push_str(value.get()),
+        }
+    }
+    raw.push('}');
+    Some(
+        borrowed_message(&top, login.as_ref(), &id)
+            .map(|message| RawUser { id, raw, message })
+            .map_err(|e| PageError::Encode(e.to_string())),
+    )
+}
+
+/// The entries of a JSON object in document order, keys decoded, values as raw slices.
+struct Entries<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'a> Entries<'a> {
+    /// `None` when `text` is not an object.
+    fn parse(text: &'a str) -> Option<Self> {
+        if !text.starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+
+    /// The last value of `key` (a repeated key counts once, last wins, as in a JSON tree).
+    fn get(&self, key: &str) -> Option<&'a serde_json::value::RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn object(&self, key: &str) -> Option<Entries<'a>> {
+        self.get(key).and_then(|v| Entries::parse(v.get()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(CowStr(key)) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// The decoded text of a JSON string token; `None` for any other token.
+fn string_token(raw: &serde_json::value::RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<CowStr<'_>>(text).ok().map(|s| s.0)
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Escaping needed: let serde_json write it (a `&str` always serializes).
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\"")));
+    }
+}
+
+/// Writes `raw` as serde_json would write the value it denotes: string tokens without
+/// escapes, booleans and null are already in that form and are copied; anything else goes
+/// through a tree (numbers, escaped strings, and the rare nested value).
+fn write_normalized(
+    out: &mut Vec<u8>,
+    raw: &serde_json::value::RawValue,
+) -> serde_json::Result<()> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => out.extend_from_slice(text.as_bytes()),
+        Some(b't' | b'f' | b'n') => out.extend_from_slice(text.as_bytes()),
+        _ => serde_json::to_writer(&mut *out, &serde_json::from_str::<Value>(text)?)?,
+    }
+    Ok(())
+}
+
+/// `key` of an object that may be absent.
+fn inner<'a>(obj: Option<&Entries<'a>>, key: &str) -> Option<&'a serde_json::value::RawValue> {
+    obj.and_then(|o| o.get(key))
+}
+
+/// An address part: a string's text or a number's text; `None` for anything else.
+fn address_part(raw: Option<&serde_json::value::RawValue>) -> Option<std::borrow::Cow<'_, str>> {
+    let raw = raw?;
+    let text = raw.get();
+    if text.starts_with('"') {
+        string_token(raw)
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        let n: serde_json::Number = serde_json::from_str(text).ok()?;
+        Some(std::borrow::Cow::Owned(n.to_string()))
+    } else {
+        None
+    }
+}
+
+/// [`encode_message`] from borrowed entries: same fields, same order, same bytes.
+fn borrowed_message(
+    top: &Entries<'_>,
+    login: Option<&Entries<'_>>,
+    id: &str,
+) -> serde_json::Result<Vec<u8>> {
+    let name = top.object("name");
+    let location_raw = top.get("location");
+    let location = location_raw.and_then(|l| Entries::parse(l.get()));
+    let dob = top.object("dob");
+    let registered = top.object("registered");
+    let picture = top.object("picture");
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    let mut first = true;
+    let mut field = |out: &mut Vec<u8>, key: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    if let Some(location_raw) = location_raw {
+        field(&mut out, "address");
+        match location.as_ref().and_then(borrowed_address) {
+            Some(address) => serde_json::to_writer(&mut out, &address)?,
+            None => write_normalized(&mut out, location_raw)?,
+        }
+    }
+    let dob_date = inner(dob.as_ref(), "date");
+    let scalars_before_id = [
+        ("dob", dob_date),
+        ("email", top.get("email")),
+        ("first_name", inner(name.as_ref(), "first")),
+        ("gender", top.get("gender")),
+    ];
+    for (key, value) in scalars_before_id {
+        if let Some(value) = value {
+            field(&mut out, key);
+            write_normalized(&mut out, value)?;
+        }
+    }
+    field(&mut out, "id");
+    serde_json::to_writer(&mut out, id)?;
+    for (key, value) in [
+        ("last_name", inner(name.as_ref(), "last")),
+        ("phone", top.get("phone")),
+        ("picture", inner(picture.as_ref(), "medium")),
+    ] {
+        if let Some(value) = value {
+            field(&mut out, key);
+            write_normalized(&mut out, value)?;
+        }
+    }
+    if let Some(postcode) = inner(location.as_ref(), "postcode") {
+        field(&mut out, "post_code");
+        if postcode
+            .get()
+            .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        {
+            let n: serde_json::Number = serde_json::from_str(postcode.get())?;
+            serde_json::to_writer(&mut out, &n.to_string())?;
+        } else {
+            write_normalized(&mut out, postcode)?;
+        }
+    }
+    for (key, value) in [
+        ("registered_date", inner(registered.as_ref(), "date")),
+        ("username", inner(login, "username")),
+    ] {
+        if let Some(value) = value {
+            field(&mut out, key);
+            write_normalized(&mut out, value)?;
+        }
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// "<number> <street>, <city>, <state>, <country>" from borrowed parts; `None` when a part
+/// is missing or not a string or number (the message then carries the raw location).
+fn borrowed_address(location: &Entries<'_>) -> Option<String> {
+    let part = address_part;
+    let street = location.object("street");
+    let number = part(street.as_ref().and_then(|s| s.get("number")))?;
+    let name = part(street.as_ref().and_then(|s| s.get("name")))?;
+    let city = part(location.get("city"))?;
+    let state = part(location.get("state"))?;
+    let country = part(location.get("country"))?;
+    Some(format!("{number} {name}, {city}, {state}, {country}"))
 }
 
 /// The top level of an API answer, borrowed: only where `results` and `error` are.
@@ -1118,6 +1367,99 @@ mod tests {
                 "{u}"
             );
         }
+    }
+
+    /// What the tree path gives for a user: id, stripped tree, message.
+    fn tree_split(text: &str) -> (String, Value, Vec<u8>) {
+        let mut json: Value = serde_json::from_str(text).expect("json");
+        replace_nul(&mut json);
+        strip_credentials(&mut json);
+        let id = record_id(&json);
+        let message = encode_message(&id, &json).expect("encode");
+        (id, json, message)
+    }
+
+    /// The borrowed path agrees with the tree path: same id, same message bytes, and landed
+    /// JSON that reads back as the same (credential-free) tree.
+    fn assert_paths_agree(text: &str) {
+        let fast = split_user(text).expect("split");
+        let (id, tree, message) = tree_split(text);
+        assert_eq!(fast.id, id, "{text}");
+        assert_eq!(
+            String::from_utf8_lossy(&fast.message),
+            String::from_utf8_lossy(&message),
+            "{text}"
+        );
+        assert_eq!(fast.json().expect("landed json"), tree, "{text}");
+        for secret in CREDENTIAL_FIELDS {
+            assert!(
+                fast.json()
+                    .expect("json")
+                    .pointer(&format!("/login/{secret}"))
+                    .is_none(),
+                "{secret} in {}",
+                fast.raw
+            );
+        }
+    }
+
+    #[test]
+    fn borrowed_split_matches_the_tree_path() {
+        let mut users: Vec<String> = Vec::new();
+        for nat in crate::emulator::Nat::ALL {
+            let mut params = crate::emulator::PageParams::new("paths", 3, 25);
+            params.nat = vec![nat];
+            let page =
+                crate::emulator::generate_page(&params, &crate::emulator::ContentFaults::none());
+            let body: Value = serde_json::from_str(&page.body).expect("json");
+            users.extend(
+                body["results"]
+                    .as_array()
+                    .expect("results")
+                    .iter()
+                    .map(Value::to_string),
+            );
+        }
+        let faults = crate::emulator::ContentFaults::new(1.0, crate::emulator::ContentFault::ALL);
+        let page = crate::emulator::generate_page(
+            &crate::emulator::PageParams::new("paths", 1, 60),
+            &faults,
+        );
+        let body: Value = serde_json::from_str(&page.body).expect("json");
+        users.extend(
+            body["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(Value::to_string),
+        );
+        let uuid = r#""login": {"uuid": "8c0e7a4e-3f2b-4c1a-9d7e-1a2b3c4d5e6f", "username": "u", "password": "p""#;
+        users.extend([
+            // Escapes in values and keys, spacing, a credential key spelled with an escape.
+            format!(r#"{{ "name" : {{"first": "Zo\u00eb \"Z\"", "last": "L\/x"}}, {uuid}, "pass\u0077ord": "x", "s\u0061lt": "y"}}, "email": "e"}}"#),
+            // Repeated keys: the last counts, as in a tree.
+            format!(r#"{{"email": "a", "email": "b", {uuid}}}, "name": {{"first": "x", "first": "y"}}}}"#),
+            // Numbers in unusual forms, a float postcode, a malformed street.
+            format!(r#"{{"location": {{"street": {{"number": 1.0, "name": "S"}}, "city": 12, "state": "s", "country": "c", "postcode": 1e3}}, {uuid}}}}}"#),
+            format!(r#"{{"location": {{"street": null, "postcode": "AB1"}}, {uuid}}}, "gender": true}}"#),
+            format!(r#"{{"location": [1], {uuid}}}, "phone": {{"a": [1, 2]}}, "dob": {{"date": 5}}}}"#),
+            // Not a usable uuid, login not an object, not an object at all: the tree path.
+            r#"{"login": {"uuid": 42, "password": "p"}, "email": "e"}"#.to_string(),
+            r#"{"login": "nope"}"#.to_string(),
+            r#"[1, 2]"#.to_string(),
+            r#""text""#.to_string(),
+            // NUL characters: the tree path replaces them.
+            format!(r#"{{"name": {{"first": "a\u0000b"}}, {uuid}}}}}"#),
+        ]);
+        for text in &users {
+            assert_paths_agree(text);
+        }
+        // The fault-free emulator users all take the borrowed path.
+        assert!(
+            users[..150]
+                .iter()
+                .all(|u| split_user_borrowed(u).is_some())
+        );
     }
 
     /// `json.dumps` as the old producer called it: `", "` and `": "` separators,

@@ -316,7 +316,7 @@ struct Queued {
 /// Rows landed by a version that did not store the message: built from `users_landed.raw`.
 async fn legacy_rows(landing: &Landing, seqs: &[i64]) -> Result<Vec<Queued>, StageError> {
     let rows = sqlx::query(
-        "SELECT o.seq, u.id, (extract(epoch FROM u.fetched_at) * 1000)::bigint, u.raw::text \
+        "SELECT o.seq, u.id, (extract(epoch FROM u.fetched_at) * 1000)::bigint, u.raw \
          FROM outbox o JOIN users_landed u ON u.id = o.user_id \
          WHERE o.seq = ANY($1) ORDER BY o.seq",
     )
@@ -330,8 +330,9 @@ async fn legacy_rows(landing: &Landing, seqs: &[i64]) -> Result<Vec<Queued>, Sta
         let id: String = row.try_get(1).map_err(|e| pg_error("decode", &e))?;
         let fetched_at_ms: i64 = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
         let raw: String = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
-        // `raw` is jsonb, so this fails only on a corrupted row: stop and say which (the row
-        // stays in the outbox) rather than produce something else in its place.
+        // `raw` is what an older version landed as jsonb, so this fails only on a corrupted
+        // row: stop and say which (the row stays in the outbox) rather than produce something
+        // else in its place.
         let value = serde_json::from_str::<serde_json::Value>(&raw)
             .and_then(|user| model::encode_message(&id, &user))
             .map_err(|e| {

@@ -478,11 +478,17 @@ impl RowSink for CassandraSink {
         .await
         .map_err(|_| StageError::retriable("cassandra load offset: timed out"))?
         .map_err(|e| cql_error("load offset", &e))?;
+        // Anything but a rows answer is an error, not "no offset": with `start_from = latest`
+        // a missing offset would skip data.
         let rows = envelope
             .response_body()
             .map_err(|e| cql_error("load offset", &e))?
             .into_rows()
-            .unwrap_or_default();
+            .ok_or_else(|| {
+                StageError::retriable(format!(
+                    "cassandra load offset of {topic}/{partition}: the answer has no rows section"
+                ))
+            })?;
         match rows.first() {
             None => Ok(None),
             Some(row) => row

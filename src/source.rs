@@ -38,6 +38,16 @@ pub struct FetchedPage {
     /// the rows' write timestamp.
     pub fetched_at_ms: i64,
     pub users: Vec<RawUser>,
+    /// This page's share of `source.buffer_bytes` once it is handed to landing; released
+    /// when the page is dropped (after it is committed).
+    pub budget: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl FetchedPage {
+    /// Bytes the page holds (its users' ids, landed JSON and messages).
+    pub fn size_bytes(&self) -> usize {
+        self.users.iter().map(RawUser::size_bytes).sum()
+    }
 }
 
 /// Why a request failed.
@@ -116,6 +126,8 @@ pub struct UserApiClient {
     limiter: Arc<RateLimiter>,
     metrics: Metrics,
     backoff: BackoffConfig,
+    /// `source.buffer_bytes` in KiB: pages handed to landing and not yet committed.
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl UserApiClient {
@@ -138,6 +150,9 @@ impl UserApiClient {
             limiter: Arc::new(RateLimiter::new(config.requests_per_second)),
             metrics,
             backoff: backoff.clone(),
+            budget: Arc::new(tokio::sync::Semaphore::new(budget_units(
+                config.buffer_bytes,
+            ))),
         })
     }
 
@@ -220,6 +235,7 @@ impl UserApiClient {
             page,
             fetched_at_ms: requested_at_ms,
             users,
+            budget: None,
         })
     }
 
@@ -380,11 +396,31 @@ pub async fn run_source<C: PageCursor>(
     }
 }
 
+/// `bytes` as permits of a byte budget (KiB), within what a semaphore holds.
+fn budget_units(bytes: u64) -> usize {
+    usize::try_from(bytes / 1024)
+        .unwrap_or(usize::MAX)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 async fn send_page(
+    client: &UserApiClient,
     out: &mpsc::Sender<FetchedPage>,
-    page: FetchedPage,
+    mut page: FetchedPage,
     token: &CancellationToken,
 ) -> Result<bool, StageError> {
+    // Wait until the page fits in the budget (a page larger than all of it takes all of it).
+    let total = u32::try_from(budget_units(client.config.buffer_bytes)).unwrap_or(u32::MAX);
+    let units = u32::try_from(page.size_bytes().div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, total);
+    let permit = tokio::select! {
+        p = Arc::clone(&client.budget).acquire_many_owned(units) => {
+            p.map_err(|_| StageError::retriable("source budget closed"))?
+        }
+        () = token.cancelled() => return Ok(false),
+    };
+    page.budget = Some(Arc::new(permit));
     tokio::select! {
         sent = out.send(page) => sent.map(|()| true).map_err(|_| StageError::retriable("landing stage is gone")),
         () = token.cancelled() => Ok(false),
@@ -438,7 +474,7 @@ async fn run_pages(
         let (index, mut page) = result.map_err(fetch_error)?;
         page.users
             .truncate(keep_from_page(index, config.results, config.max_records));
-        if !send_page(out, page, token).await? {
+        if !send_page(client, out, page, token).await? {
             return Ok(());
         }
     }
@@ -475,7 +511,7 @@ async fn run_random(
             page.users.truncate(left);
         }
         sent += page.users.len() as u64;
-        if !send_page(out, page, token).await? {
+        if !send_page(client, out, page, token).await? {
             return Ok(());
         }
     }

@@ -123,7 +123,7 @@ async fn api_faults_are_retried_and_counted_and_landing_is_exact() {
     assert_eq!(landed.len(), records as usize);
     assert_eq!(landed.into_iter().collect::<BTreeSet<_>>(), ids);
     let leaked: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM users_landed WHERE raw->'login' ?| array['password','salt','md5','sha1','sha256']",
+        "SELECT count(*) FROM users_landed_json WHERE raw->'login' ?| array['password','salt','md5','sha1','sha256']",
     )
     .fetch_one(&pool)
     .await

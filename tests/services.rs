@@ -141,7 +141,7 @@ async fn sqlx_runs_migrations_writes_and_reads() {
         .execute(&pool)
         .await
         .expect("insert user");
-    let row = sqlx::query("SELECT raw->'name'->>'first' FROM users_landed WHERE id = 'abc'")
+    let row = sqlx::query("SELECT raw->'name'->>'first' FROM users_landed_json WHERE id = 'abc'")
         .fetch_one(&pool)
         .await
         .expect("select");

@@ -829,7 +829,7 @@ def main():
     try:
         with psycopg.connect(url, autocommit=True) as ctl:
             settings = {r[0]: r[1] for r in ctl.execute(
-                "SELECT name, setting || COALESCE(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
                 (["synchronous_commit", "fsync", "wal_level", "full_page_writes", "wal_compression",
                   "wal_sync_method", "commit_delay", "shared_buffers", "max_wal_size", "checkpoint_timeout",
                   "wal_buffers", "wal_writer_delay", "jit", "autovacuum", "temp_buffers"],)).fetchall()}

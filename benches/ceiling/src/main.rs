@@ -6,13 +6,16 @@
 //!   same consistency), over a concurrency sweep.
 //! - Kafka: rskafka produce (batches of `--kafka-batch` records, lz4, all partitions in
 //!   parallel) and fetch back.
-//! - Postgres: `Landing::land` (the UNNEST insert of users + outbox, one transaction per page).
+//! - Postgres: `Landing::land` (the UNNEST insert of users + outbox, one transaction per page),
+//!   and the minimal-work reference: `COPY ... (FORMAT binary)` of the same bytes (id text, raw
+//!   user JSON, message bytea) into an unindexed table, one COPY per page (raw as `text`, and
+//!   as `jsonb` to show the cost of the JSON parse).
 //!
 //! Every run uses fresh names (keyspace, topic, database) and drops them afterwards.
 //! Prints one JSON object on stdout; progress goes to stderr.
 //!
 //! ```text
-//! ceiling [--records N] [--concurrency 64,256,1024] [--batch-rows 20] [--only cassandra,kafka,postgres]
+//! ceiling [--records N] [--page 5000] [--concurrency 64,256,1024] [--batch-rows 20] [--only cassandra,kafka,postgres]
 //! ceiling --drop-keyspaces KS,... --drop-topics T,...     # clean-up of a bench run
 //! ```
 //! Endpoints come from KAFKA_BOOTSTRAP, CASSANDRA_CONTACT, DATABASE_URL (`scripts/stack env`).
@@ -38,10 +41,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const PAGE: u32 = 5000;
-
 struct Args {
     records: usize,
+    /// Users per page (the landing unit: one statement per page).
+    page: u32,
     concurrency: Vec<usize>,
     batch_rows: usize,
     kafka_batch: usize,
@@ -55,6 +58,7 @@ struct Args {
 fn parse_args() -> Result<Args, Error> {
     let mut args = Args {
         records: 100_000,
+        page: 5000,
         concurrency: vec![64, 256, 1024],
         batch_rows: 20,
         kafka_batch: 1000,
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Args, Error> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--records" => args.records = value()?.parse()?,
+            "--page" => args.page = value()?.parse::<u32>()?.clamp(1, 5000),
             "--concurrency" => {
                 args.concurrency = value()?
                     .split(',')
@@ -84,7 +89,7 @@ fn parse_args() -> Result<Args, Error> {
             "--only" => args.only = value()?.split(',').map(str::to_owned).collect(),
             "-h" | "--help" => {
                 eprintln!(
-                    "ceiling [--records N] [--concurrency 64,256,1024] [--batch-rows 20] \
+                    "ceiling [--records N] [--page 5000] [--concurrency 64,256,1024] [--batch-rows 20] \
                      [--kafka-batch 1000] [--partitions 3] [--only cassandra,kafka,postgres]"
                 );
                 std::process::exit(0);
@@ -100,12 +105,12 @@ fn env(name: &str, default: &str) -> String {
 }
 
 /// The pages of a fresh seed, split as the source does.
-fn pages(seed: &str, records: usize) -> Vec<FetchedPage> {
+fn pages(seed: &str, records: usize, page_size: u32) -> Vec<FetchedPage> {
     let mut out = Vec::new();
     let mut left = records;
     let mut page = 1;
     while left > 0 {
-        let n = left.min(PAGE as usize) as u32;
+        let n = left.min(page_size as usize) as u32;
         let body =
             emulator::generate_page(&PageParams::new(seed, page, n), &ContentFaults::none()).body;
         let users = model::split_page(body.as_bytes()).unwrap_or_default();
@@ -114,6 +119,7 @@ fn pages(seed: &str, records: usize) -> Vec<FetchedPage> {
             page: Some(page),
             fetched_at_ms: chrono::Utc::now().timestamp_millis(),
             users,
+            budget: None,
         });
         left -= n as usize;
         page += 1;
@@ -430,7 +436,72 @@ async fn kafka(args: &Args, messages: &[(Vec<u8>, Vec<u8>)]) -> Result<Value, Er
 // ---------------------------------------------------------------------------------------
 // Postgres
 
-async fn postgres(pages: &[FetchedPage]) -> Result<Value, Error> {
+/// Appends one page as `COPY (FORMAT binary)` data: the header, per tuple the field count and
+/// (length, bytes) per field, and the trailer. `jsonb` prefixes the raw JSON with the jsonb
+/// binary format's version byte (1).
+fn copy_binary(page: &FetchedPage, jsonb: bool) -> Vec<u8> {
+    let bytes: usize = page
+        .users
+        .iter()
+        .map(|u| 2 + 12 + u.id.len() + u.raw.len() + 1 + u.message.len())
+        .sum();
+    let mut buf = Vec::with_capacity(19 + bytes + 2);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0_i32.to_be_bytes()); // flags: no OIDs
+    buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
+    let field = |buf: &mut Vec<u8>, prefix: &[u8], bytes: &[u8]| {
+        let len = i32::try_from(prefix.len() + bytes.len()).expect("field under 2 GiB");
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(prefix);
+        buf.extend_from_slice(bytes);
+    };
+    for u in &page.users {
+        buf.extend_from_slice(&3_i16.to_be_bytes());
+        field(&mut buf, b"", u.id.as_bytes());
+        field(&mut buf, if jsonb { &[1] } else { b"" }, u.raw.as_bytes());
+        field(&mut buf, b"", &u.message);
+    }
+    buf.extend_from_slice(&(-1_i16).to_be_bytes());
+    buf
+}
+
+/// `COPY table FROM STDIN (FORMAT binary)` of every page, one COPY per page, `connections`
+/// pages in flight. Returns records/s (the encoding is included: it is the client's work).
+async fn copy_pages(
+    pool: &sqlx::PgPool,
+    table: &str,
+    pages: &[FetchedPage],
+    jsonb: bool,
+    connections: usize,
+) -> Result<f64, Error> {
+    let records: usize = pages.iter().map(|p| p.users.len()).sum();
+    let statement = format!("COPY {table} (id, raw, message) FROM STDIN (FORMAT binary)");
+    let t = Instant::now();
+    let mut copies = futures::stream::iter(pages)
+        .map(|page| {
+            let statement = statement.as_str();
+            async move {
+                let data = copy_binary(page, jsonb);
+                let mut conn = pool.acquire().await?;
+                let mut copy = conn.copy_in_raw(statement).await?;
+                copy.send(data).await?;
+                let rows = copy.finish().await?;
+                Ok::<u64, Error>(rows)
+            }
+        })
+        .buffer_unordered(connections);
+    let mut copied = 0_u64;
+    while let Some(r) = copies.next().await {
+        copied += r?;
+    }
+    let elapsed = t.elapsed();
+    if copied != records as u64 {
+        return Err(format!("COPY into {table}: {copied} of {records} rows").into());
+    }
+    Ok(rate(records, elapsed))
+}
+
+async fn postgres(pages: &[FetchedPage], page_records: u32) -> Result<Value, Error> {
     let url = env(
         "DATABASE_URL",
         "postgres://pipeline:pipeline@127.0.0.1:5432/pipeline",
@@ -474,13 +545,47 @@ async fn postgres(pages: &[FetchedPage]) -> Result<Value, Error> {
             0.0
         };
         eprintln!("ceiling: postgres land (2 connections): {parallel:.0} records/s");
+
+        // Minimal work: the same bytes, COPY binary into tables without any index or key.
+        for (table, kind) in [("copy_text", "text"), ("copy_jsonb", "jsonb")] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {table} (id text NOT NULL, raw {kind} NOT NULL, message bytea NOT NULL)"
+            )))
+            .execute(&pool)
+            .await?;
+        }
+        // Warm-up (connections, the tables' first extents), not timed.
+        copy_pages(&pool, "copy_text", &pages[..1], false, 1).await?;
+        copy_pages(&pool, "copy_jsonb", &pages[..1], true, 1).await?;
+        let copy_text = copy_pages(&pool, "copy_text", pages, false, 1).await?;
+        eprintln!("ceiling: postgres COPY binary, raw text (1 connection): {copy_text:.0} records/s");
+        let copy_text_2 = copy_pages(&pool, "copy_text", pages, false, 2).await?;
+        eprintln!(
+            "ceiling: postgres COPY binary, raw text (2 connections): {copy_text_2:.0} records/s"
+        );
+        let copy_jsonb = copy_pages(&pool, "copy_jsonb", pages, true, 1).await?;
+        eprintln!(
+            "ceiling: postgres COPY binary, raw jsonb (1 connection): {copy_jsonb:.0} records/s"
+        );
         pool.close().await;
+        let land_best = sequential.max(parallel);
+        let copy_best = copy_text.max(copy_text_2).max(copy_jsonb);
         Ok::<Value, Error>(json!({
             "records": records,
-            "page_records": PAGE,
+            "page_records": page_records,
             "land_records_per_s": sequential,
             "land_2_connections_records_per_s": parallel,
-            "ceiling_records_per_s": sequential.max(parallel),
+            "copy_binary_text_records_per_s": copy_text,
+            "copy_binary_text_2_connections_records_per_s": copy_text_2,
+            "copy_binary_jsonb_records_per_s": copy_jsonb,
+            // What `Landing::land` reaches (the pipeline's statement).
+            "land_ceiling_records_per_s": land_best,
+            // The same bytes with the least work Postgres can do for them.
+            "copy_ceiling_records_per_s": copy_best,
+            // `Landing::land`, as before (the key scripts/bench reports as the Postgres ceiling).
+            "ceiling_records_per_s": land_best,
+            // The best minimal-work Postgres ceiling (used in the composed ceiling).
+            "minimal_work_ceiling_records_per_s": land_best.max(copy_best),
         }))
     }
     .await;
@@ -545,7 +650,7 @@ async fn run() -> Result<(), Error> {
     }
     let seed = format!("ceiling-{}", stamp());
     let t = Instant::now();
-    let pages = pages(&seed, args.records);
+    let pages = pages(&seed, args.records, args.page);
     let users: Vec<RawUser> = pages.iter().flat_map(|p| p.users.iter().cloned()).collect();
     let messages = messages(&users);
     drop(users);
@@ -567,7 +672,7 @@ async fn run() -> Result<(), Error> {
             "kafka" => kafka(&args, &messages).await?,
             "postgres" => {
                 // A fresh seed, so the pages are new users for the landing tables.
-                postgres(&pages).await?
+                postgres(&pages, args.page).await?
             }
             other => return Err(format!("--only: unknown service {other}").into()),
         };
