@@ -1,7 +1,7 @@
 //! The user record, the Kafka message format, validation and PII rules. Pure code, no I/O.
 //!
 //! ```text
-//!  API page ──► split_page ──► RawUser (credentials stripped, id) ──► landing (jsonb)
+//!  API page ──► split_page ──► RawUser (id, landed JSON, message bytes) ──► landing + outbox
 //!                                                                       │
 //!  CassandraRow ◄── validate ◄── Kafka value (compat JSON) ◄── encode_message
 //!        │             └──► Rejection { reason, detail } ──► dead-letter topic
