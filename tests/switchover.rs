@@ -14,19 +14,8 @@ use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use serde_json::Value;
 
-const COLUMNS: [&str; 11] = [
-    "first_name",
-    "last_name",
-    "gender",
-    "address",
-    "post_code",
-    "email",
-    "username",
-    "dob",
-    "registered_date",
-    "phone",
-    "picture",
-];
+/// The 11 text columns of `created_users`: the message's fields after `id`.
+const COLUMNS: &[&str] = pipeline::model::MESSAGE_FIELDS.split_at(1).1;
 
 /// The old stack's interpreter: `scripts/old-stack setup` (run by `make test`) makes it.
 fn old_stack_python() -> String {
@@ -168,7 +157,7 @@ async fn old_producer_messages_and_ours_are_all_written() {
             .map(our_row),
     );
     assert_eq!(want.len(), (old_count + ours) as usize, "ids are distinct");
-    let got = common::created_users(&s.keyspace, &COLUMNS).await;
+    let got = common::created_users(&s.keyspace, COLUMNS).await;
     let missing: BTreeSet<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra = got.keys().filter(|k| !want.contains_key(*k)).count();
     assert!(missing.is_empty(), "{} rows missing", missing.len());
