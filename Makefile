@@ -16,11 +16,11 @@ help:
 stack-up:
 	scripts/stack up
 
-# The secured stack (SASL/TLS/passwords) for tests/secure.rs, beside the default one.
+# The secured stack (SASL/TLS/passwords) for tests/it/secure.rs, beside the default one.
 stack-up-secure:
 	scripts/stack up --secure
 
-# The old stack's producer (kafka-python in a venv) for tests/switchover.rs.
+# The old stack's producer (kafka-python in a venv) for tests/it/switchover.rs.
 old-stack:
 	scripts/old-stack setup
 

@@ -3,7 +3,7 @@
 //! (verify-full) + password. Wrong credentials are fatal at once (no retry storm), and no
 //! secret appears in the daemon's output.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! followed by our relay's messages is consumed completely by one bounded run, and
 //! `--drain-and-exit` drains every partition, including an empty one.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

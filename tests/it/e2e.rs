@@ -1,6 +1,6 @@
 //! End to end through the real binary: emulator → Postgres → Kafka → Cassandra (+ DLQ).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The ingest half through the real binary: API faults retried and counted, exact landing,
 //! at-least-once relay, credentials nowhere, and kill -9 between landing and relay.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

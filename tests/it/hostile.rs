@@ -6,7 +6,7 @@
 //! every malformed record is dead-lettered with a reason and nothing else is; the decode path
 //! never panics and its output is bounded by its input.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Our crates against the real local services (from `scripts/stack up`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

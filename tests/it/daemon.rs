@@ -1,6 +1,6 @@
 //! The runtime through the real binary: config errors, endpoints, readiness, SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

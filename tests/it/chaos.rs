@@ -9,7 +9,7 @@
 //! `scripts/chaos` calls the ignored test [`chaos_verify`] with the scenario in `CHAOS_*`
 //! variables (see its doc).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,0 +1,16 @@
+//! Every integration test in one binary (one link of the library instead of one per file).
+//! Tests that claim Kafka, Cassandra or Postgres behaviour run against the local stack from
+//! `scripts/stack up` (see `common`); `cargo test --test it <module>::` runs one file's tests.
+
+mod common;
+
+mod chaos;
+mod daemon;
+mod e2e;
+mod emulator;
+mod hostile;
+mod ingest;
+mod notify;
+mod secure;
+mod services;
+mod switchover;
