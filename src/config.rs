@@ -613,6 +613,13 @@ impl Config {
         } else {
             String::new()
         };
+        // Syntax errors name the file that was read (figment's own error knows no path).
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(ConfigError::File {
+                path: path.to_owned(),
+                message: e.to_string().trim_end().to_string(),
+            });
+        }
         Self::from_toml_and_env(&text, vars)
     }
 
@@ -1160,8 +1167,8 @@ fn figment_error(error: figment::Error) -> ConfigError {
     };
     if path.is_empty() {
         return ConfigError::File {
-            path: PathBuf::from("pipeline.toml"),
-            message: format!("{message} ({error})"),
+            path: PathBuf::from("(configuration)"),
+            message,
         };
     }
     ConfigError::key(&path.join("."), message)
@@ -1170,6 +1177,19 @@ fn figment_error(error: figment::Error) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_syntax_errors_name_the_file_read_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "[source\nresults = 1\n").expect("write");
+        let err = Config::load_with_env(&path, false, &[]).expect_err("syntax error");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(!text.contains("pipeline.toml"), "{text}");
+        assert_eq!(text.matches("invalid table header").count(), 1, "{text}");
+        assert_eq!(err.key_name(), None);
+    }
 
     fn load(toml: &str) -> Result<Config, ConfigError> {
         Config::from_toml_and_env(toml, &[])
