@@ -196,7 +196,9 @@ pub async fn run_relay(
             }
         }
         if !legacy.is_empty() {
+            // Keep seq order: a partition's records are produced in outbox order.
             queued.extend(legacy_rows(&landing, &legacy).await?);
+            queued.sort_unstable_by_key(|q| q.seq);
         }
         for Queued {
             seq,
