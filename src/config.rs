@@ -735,14 +735,7 @@ impl Config {
         if !(1..=256).contains(&s.concurrency) {
             return Err(ConfigError::key("source.concurrency", "must be in 1..=256"));
         }
-        if self.source.buffer_bytes < 64 * 1024
-            || self.source.buffer_bytes > 16 * 1024 * 1024 * 1024
-        {
-            return Err(ConfigError::key(
-                "source.buffer_bytes",
-                "must be in 65536..=17179869184",
-            ));
-        }
+        check_buffer_bytes("source.buffer_bytes", s.buffer_bytes)?;
         if s.timeout.is_zero() {
             return Err(ConfigError::key("source.timeout", "must be > 0"));
         }
@@ -957,12 +950,7 @@ impl Config {
                 "must be >= 1",
             ));
         }
-        if c.buffer_bytes < 64 * 1024 || c.buffer_bytes > 16 * 1024 * 1024 * 1024 {
-            return Err(ConfigError::key(
-                "consumer.buffer_bytes",
-                "must be in 65536..=17179869184",
-            ));
-        }
+        check_buffer_bytes("consumer.buffer_bytes", c.buffer_bytes)?;
 
         let cs = &self.cassandra;
         if cs.contact_points.is_empty() {
@@ -1139,6 +1127,15 @@ fn check_cql_identifier(key: &str, name: &str) -> Result<(), ConfigError> {
             key,
             format!("`{name}` is not a CQL identifier ([a-zA-Z][a-zA-Z0-9_]*, at most 48 chars)"),
         ))
+    }
+}
+
+/// A byte budget between stages: 64 KiB ..= 16 GiB.
+fn check_buffer_bytes(key: &str, value: u64) -> Result<(), ConfigError> {
+    if (64 * 1024..=16 * 1024 * 1024 * 1024).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::key(key, "must be in 65536..=17179869184"))
     }
 }
 

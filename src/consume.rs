@@ -23,6 +23,7 @@ use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::ByteBudget;
 use crate::config::{Config, StartFrom};
 use crate::kafka::{self, Partitions};
 use crate::model;
@@ -30,7 +31,7 @@ use crate::relay::DeadLetter;
 use crate::sink::RowSink;
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::LatencyRecorder;
+use crate::telemetry::metrics::{LatencyRecorder, observe_ms};
 
 /// Progress of each assigned partition, for lag, readiness and drain detection.
 #[derive(Debug, Default)]
@@ -90,12 +91,9 @@ pub struct ConsumerDeps<S: RowSink> {
     pub metrics: Metrics,
     pub latency: Arc<LatencyRecorder>,
     pub progress: Arc<Progress>,
-    /// `consumer.buffer_bytes`, in [`BUDGET_UNIT`]s: fetched-but-unwritten records.
-    pub budget: Arc<tokio::sync::Semaphore>,
+    /// `consumer.buffer_bytes`: fetched-but-unwritten records of all partitions.
+    pub budget: ByteBudget,
 }
-
-/// Granularity of the consumer's byte budget.
-pub const BUDGET_UNIT: u64 = 1024;
 
 /// Decoded size of a fetched record as the budget counts it: key, value, headers and the
 /// fixed overhead of the record and its allocations.
@@ -149,11 +147,8 @@ pub async fn run_consumers<S: RowSink>(
     }
     progress.assigned.store(true, Ordering::SeqCst);
     tracing::info!(partitions = ?assigned, "consuming");
-    let budget_units = usize::try_from(config.consumer.buffer_bytes / BUDGET_UNIT)
-        .unwrap_or(usize::MAX)
-        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
     let deps = Arc::new(ConsumerDeps {
-        budget: Arc::new(tokio::sync::Semaphore::new(budget_units)),
+        budget: ByteBudget::new(config.consumer.buffer_bytes),
         topic: Arc::new(Partitions::new(
             Arc::clone(&client),
             &k.topic,
@@ -251,9 +246,6 @@ async fn fetch_loop<S: RowSink>(
     let k = &deps.config.kafka;
     let progress = deps.progress.partition(partition);
     let max_wait_ms = i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
-    let budget_total = u32::try_from(deps.config.consumer.buffer_bytes / BUDGET_UNIT)
-        .unwrap_or(u32::MAX)
-        .max(1);
     let deadline = k.request_timeout + c.fetch_max_wait;
     let label = partition.to_string();
     let depth = deps
@@ -312,22 +304,18 @@ async fn fetch_loop<S: RowSink>(
             .fetch_max(high_watermark, Ordering::SeqCst);
         if !records.is_empty() {
             let fetched_ms = chrono::Utc::now().timestamp_millis();
-            let to_consumer = deps
-                .metrics
-                .stage_latency
-                .with_label_values(&["kafka_to_consumer"]);
+            let to_consumer = deps.metrics.stage("kafka_to_consumer");
             for r in &records {
-                let produced_ms = r.record.timestamp.timestamp_millis();
-                to_consumer.observe(((fetched_ms - produced_ms).max(0) as f64) / 1000.0);
+                observe_ms(
+                    &to_consumer,
+                    r.record.timestamp.timestamp_millis(),
+                    fetched_ms,
+                );
             }
-            // Wait for room in the byte budget (a batch larger than the whole budget takes
-            // all of it, so it still goes through, alone).
+            // Wait for room in the byte budget.
             let bytes: u64 = records.iter().map(record_bytes).sum();
-            let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT))
-                .unwrap_or(u32::MAX)
-                .clamp(1, budget_total);
             let permit = tokio::select! {
-                p = Arc::clone(&deps.budget).acquire_many_owned(units) => p.map_err(|_| {
+                p = deps.budget.acquire(bytes) => p.map_err(|_| {
                     StageError::retriable("consumer budget closed")
                 })?,
                 () = token.cancelled() => break,
@@ -422,10 +410,7 @@ async fn write_loop<S: RowSink>(
                 .inc();
         })?;
         let acked_ms = chrono::Utc::now().timestamp_millis();
-        deps.metrics
-            .stage_latency
-            .with_label_values(&["write"])
-            .observe(((acked_ms - fetched_ms).max(0) as f64) / 1000.0);
+        observe_ms(&deps.metrics.stage("write"), fetched_ms, acked_ms);
         for fetched_at_ms in written_at {
             let ms = u64::try_from(acked_ms - fetched_at_ms).unwrap_or_default();
             deps.latency.record_ms(ms);

@@ -22,6 +22,7 @@ use crate::config::PostgresConfig;
 use crate::source::{FetchedPage, PageCursor};
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::observe_ms;
 
 /// Embedded migrations from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -292,11 +293,11 @@ pub async fn run_landing(
             .records
             .with_label_values(&["landing"])
             .inc_by(landed.inserted);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        metrics
-            .stage_latency
-            .with_label_values(&["land"])
-            .observe(((now_ms - page.fetched_at_ms).max(0) as f64) / 1000.0);
+        observe_ms(
+            &metrics.stage("land"),
+            page.fetched_at_ms,
+            chrono::Utc::now().timestamp_millis(),
+        );
         tracing::debug!(page = ?page.page, users = page.users.len(), inserted = landed.inserted, new_page = landed.new_page, "landed");
         *in_hand = None;
     }

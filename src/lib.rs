@@ -28,9 +28,11 @@
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, logs, systemd notify.
 //! - [`tls`]: rustls client configuration for Kafka and Cassandra.
+//! - [`budget`]: byte budgets of the buffers between stages.
 //! - [`app`]: wires the stages together; `run`, `check`, `migrate`.
 
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod consume;
 pub mod emulator;

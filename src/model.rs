@@ -258,18 +258,27 @@ fn split_user_borrowed(text: &str) -> Option<Result<RawUser, PageError>> {
         Some(Some(uuid)) if !uuid.is_empty() && uuid.len() <= MAX_ID_LEN => uuid.into_owned(),
         _ => return None,
     };
-    let mut raw = String::with_capacity(text.len());
+    let raw = landed_json(&top, text.len()).and_then(|raw| {
+        borrowed_message(&top, login.as_ref(), &id).map(|message| RawUser { id, raw, message })
+    });
+    Some(raw.map_err(|e| PageError::Encode(e.to_string())))
+}
+
+/// The user as landed: every entry copied as it came, except the credential entries of
+/// `login` (when it is an object).
+fn landed_json(top: &Entries<'_>, capacity: usize) -> serde_json::Result<String> {
+    let mut raw = String::with_capacity(capacity);
     raw.push('{');
     for (i, (key, value)) in top.0.iter().enumerate() {
         if i > 0 {
             raw.push(',');
         }
-        push_json_string(&mut raw, key);
+        push_json_string(&mut raw, key)?;
         raw.push(':');
         match (key.as_ref(), Entries::parse(value.get())) {
-            ("login", Some(inner)) => {
+            ("login", Some(login)) => {
                 raw.push('{');
-                let kept = inner
+                let kept = login
                     .0
                     .iter()
                     .filter(|(k, _)| !CREDENTIAL_FIELDS.contains(&k.as_ref()));
@@ -277,7 +286,7 @@ fn split_user_borrowed(text: &str) -> Option<Result<RawUser, PageError>> {
                     if j > 0 {
                         raw.push(',');
                     }
-                    push_json_string(&mut raw, k);
+                    push_json_string(&mut raw, k)?;
                     raw.push(':');
                     raw.push_str(v.get());
                 }
@@ -287,11 +296,7 @@ fn split_user_borrowed(text: &str) -> Option<Result<RawUser, PageError>> {
         }
     }
     raw.push('}');
-    Some(
-        borrowed_message(&top, login.as_ref(), &id)
-            .map(|message| RawUser { id, raw, message })
-            .map_err(|e| PageError::Encode(e.to_string())),
-    )
+    Ok(raw)
 }
 
 /// The entries of a JSON object in document order, keys decoded, values as raw slices.
@@ -348,15 +353,16 @@ fn string_token(raw: &serde_json::value::RawValue) -> Option<std::borrow::Cow<'_
     serde_json::from_str::<CowStr<'_>>(text).ok().map(|s| s.0)
 }
 
-fn push_json_string(out: &mut String, s: &str) {
+fn push_json_string(out: &mut String, s: &str) -> serde_json::Result<()> {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push('"');
         out.push_str(s);
         out.push('"');
     } else {
-        // Escaping needed: let serde_json write it (a `&str` always serializes).
-        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\"")));
+        // Escaping needed: let serde_json write it.
+        out.push_str(&serde_json::to_string(s)?);
     }
+    Ok(())
 }
 
 /// Writes `raw` as serde_json would write the value it denotes: string tokens without

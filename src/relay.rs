@@ -32,6 +32,7 @@ use crate::landing::{Landing, pg_error};
 use crate::model;
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::observe_ms;
 
 /// Advisory lock key electing the single relay of a database.
 const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
@@ -200,6 +201,7 @@ pub async fn run_relay(
             queued.extend(legacy_rows(&landing, &legacy).await?);
             queued.sort_unstable_by_key(|q| q.seq);
         }
+        let relay_wait = metrics.stage("relay_wait");
         for Queued {
             seq,
             id,
@@ -207,10 +209,7 @@ pub async fn run_relay(
             value,
         } in queued
         {
-            metrics
-                .stage_latency
-                .with_label_values(&["relay_wait"])
-                .observe(((now_ms - fetched_at_ms).max(0) as f64) / 1000.0);
+            observe_ms(&relay_wait, fetched_at_ms, now_ms);
             let key = id.into_bytes();
             let headers = model::message_headers(fetched_at_ms);
             if value.len() + key.len() + 512 > k.max_message_bytes {
@@ -290,14 +289,12 @@ pub async fn run_relay(
             .records
             .with_label_values(&["relay"])
             .inc_by(produced as u64);
+        let round = started.elapsed().as_secs_f64();
         metrics
             .batch_duration
             .with_label_values(&["relay"])
-            .observe(started.elapsed().as_secs_f64());
-        metrics
-            .stage_latency
-            .with_label_values(&["produce"])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(round);
+        metrics.stage("produce").observe(round);
         tracing::debug!(produced, dead, "relayed");
     }
     Ok(())

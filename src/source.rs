@@ -16,10 +16,12 @@ use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::ByteBudget;
 use crate::config::{BackoffConfig, ScheduleMode, SourceConfig};
 use crate::model::{self, PageError, RawUser};
 use crate::supervise::{Backoff, StageError};
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::observe_ms;
 
 /// Longest `Retry-After` honoured; longer values are clamped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -126,8 +128,8 @@ pub struct UserApiClient {
     limiter: Arc<RateLimiter>,
     metrics: Metrics,
     backoff: BackoffConfig,
-    /// `source.buffer_bytes` in KiB: pages handed to landing and not yet committed.
-    budget: Arc<tokio::sync::Semaphore>,
+    /// `source.buffer_bytes`: pages handed to landing and not yet committed.
+    budget: ByteBudget,
 }
 
 impl UserApiClient {
@@ -150,9 +152,7 @@ impl UserApiClient {
             limiter: Arc::new(RateLimiter::new(config.requests_per_second)),
             metrics,
             backoff: backoff.clone(),
-            budget: Arc::new(tokio::sync::Semaphore::new(budget_units(
-                config.buffer_bytes,
-            ))),
+            budget: ByteBudget::new(config.buffer_bytes),
         })
     }
 
@@ -225,11 +225,11 @@ impl UserApiClient {
             .map_err(|e| classify(&e, self.config.timeout))?;
         let users = model::split_page(&body)?;
         drop(body);
-        let parsed_ms = chrono::Utc::now().timestamp_millis();
-        self.metrics
-            .stage_latency
-            .with_label_values(&["fetch"])
-            .observe(((parsed_ms - requested_at_ms).max(0) as f64) / 1000.0);
+        observe_ms(
+            &self.metrics.stage("fetch"),
+            requested_at_ms,
+            chrono::Utc::now().timestamp_millis(),
+        );
         Ok(FetchedPage {
             seed: self.config.seed.clone(),
             page,
@@ -396,26 +396,16 @@ pub async fn run_source<C: PageCursor>(
     }
 }
 
-/// `bytes` as permits of a byte budget (KiB), within what a semaphore holds.
-fn budget_units(bytes: u64) -> usize {
-    usize::try_from(bytes / 1024)
-        .unwrap_or(usize::MAX)
-        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
-}
-
 async fn send_page(
     client: &UserApiClient,
     out: &mpsc::Sender<FetchedPage>,
     mut page: FetchedPage,
     token: &CancellationToken,
 ) -> Result<bool, StageError> {
-    // Wait until the page fits in the budget (a page larger than all of it takes all of it).
-    let total = u32::try_from(budget_units(client.config.buffer_bytes)).unwrap_or(u32::MAX);
-    let units = u32::try_from(page.size_bytes().div_ceil(1024))
-        .unwrap_or(u32::MAX)
-        .clamp(1, total);
+    // Wait until the page fits in the budget.
+    let bytes = u64::try_from(page.size_bytes()).unwrap_or(u64::MAX);
     let permit = tokio::select! {
-        p = Arc::clone(&client.budget).acquire_many_owned(units) => {
+        p = client.budget.acquire(bytes) => {
             p.map_err(|_| StageError::retriable("source budget closed"))?
         }
         () = token.cancelled() => return Ok(false),

@@ -40,6 +40,11 @@ pub struct Metrics {
     pub stage_latency: HistogramVec,
 }
 
+/// Observes the time from `from_ms` to `to_ms` (unix ms; negative clock steps count as 0).
+pub fn observe_ms(histogram: &Histogram, from_ms: i64, to_ms: i64) {
+    histogram.observe(((to_ms - from_ms).max(0) as f64) / 1000.0);
+}
+
 /// Labels of `pipeline_stage_latency_seconds`, in record order: `fetch` (request sent →
 /// body parsed), `land` (request sent → landing committed), `relay_wait` (request sent →
 /// read from the outbox), `produce` (outbox read → Kafka acknowledged, per relay round),
@@ -190,6 +195,12 @@ impl Metrics {
             metrics.dead_letters.with_label_values(&[reason.as_str()]);
         }
         metrics
+    }
+
+    /// The `pipeline_stage_latency_seconds` series of `stage` (one of [`STAGES`]); callers
+    /// observing per record take the handle once, outside their loop.
+    pub fn stage(&self, stage: &str) -> Histogram {
+        self.stage_latency.with_label_values(&[stage])
     }
 
     /// Prometheus text exposition of every metric.

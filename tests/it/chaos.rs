@@ -101,34 +101,35 @@ impl Counts {
     }
 }
 
-fn text(v: Option<&serde_json::Value>) -> Option<String> {
-    match v? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The expected column values of a landed (valid) user, as the old stack built them.
 fn expected_columns(user: &serde_json::Value) -> Vec<(&'static str, Option<String>)> {
     let address = (|| {
         Some(format!(
             "{} {}, {}, {}, {}",
-            text(user.pointer("/location/street/number"))?,
-            text(user.pointer("/location/street/name"))?,
-            text(user.pointer("/location/city"))?,
-            text(user.pointer("/location/state"))?,
-            text(user.pointer("/location/country"))?
+            common::json_text(user.pointer("/location/street/number"))?,
+            common::json_text(user.pointer("/location/street/name"))?,
+            common::json_text(user.pointer("/location/city"))?,
+            common::json_text(user.pointer("/location/state"))?,
+            common::json_text(user.pointer("/location/country"))?
         ))
     })();
     vec![
-        ("first_name", text(user.pointer("/name/first"))),
-        ("last_name", text(user.pointer("/name/last"))),
-        ("email", text(user.get("email"))),
-        ("username", text(user.pointer("/login/username"))),
-        ("post_code", text(user.pointer("/location/postcode"))),
-        ("picture", text(user.pointer("/picture/medium"))),
-        ("dob", text(user.pointer("/dob/date"))),
+        ("first_name", common::json_text(user.pointer("/name/first"))),
+        ("last_name", common::json_text(user.pointer("/name/last"))),
+        ("email", common::json_text(user.get("email"))),
+        (
+            "username",
+            common::json_text(user.pointer("/login/username")),
+        ),
+        (
+            "post_code",
+            common::json_text(user.pointer("/location/postcode")),
+        ),
+        (
+            "picture",
+            common::json_text(user.pointer("/picture/medium")),
+        ),
+        ("dob", common::json_text(user.pointer("/dob/date"))),
         ("address", address),
     ]
 }

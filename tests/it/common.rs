@@ -428,6 +428,15 @@ pub fn credential_values(users: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// A JSON string's text or a number's text (as a text column holds it); `None` otherwise.
+pub fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Every row of `<keyspace>.created_users`: id → the text `columns` (null as `None`).
 pub async fn created_users(
     keyspace: &str,

@@ -53,14 +53,6 @@ async fn cassandra_rows(
     .await
 }
 
-fn text(v: Option<&serde_json::Value>) -> Option<String> {
-    match v? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// Asserts the table holds exactly the valid ids with values from the API's JSON.
 async fn assert_table_exact(keyspace: &str, exp: &Expected) {
     let rows = cassandra_rows(keyspace).await;
@@ -72,13 +64,22 @@ async fn assert_table_exact(keyspace: &str, exp: &Expected) {
     for (id, user) in &exp.valid {
         let Some(cols) = rows.get(id) else { continue };
         let expect = [
-            ("first_name", text(user.pointer("/name/first"))),
-            ("last_name", text(user.pointer("/name/last"))),
-            ("email", text(user.get("email"))),
-            ("username", text(user.pointer("/login/username"))),
-            ("post_code", text(user.pointer("/location/postcode"))),
-            ("picture", text(user.pointer("/picture/medium"))),
-            ("dob", text(user.pointer("/dob/date"))),
+            ("first_name", common::json_text(user.pointer("/name/first"))),
+            ("last_name", common::json_text(user.pointer("/name/last"))),
+            ("email", common::json_text(user.get("email"))),
+            (
+                "username",
+                common::json_text(user.pointer("/login/username")),
+            ),
+            (
+                "post_code",
+                common::json_text(user.pointer("/location/postcode")),
+            ),
+            (
+                "picture",
+                common::json_text(user.pointer("/picture/medium")),
+            ),
+            ("dob", common::json_text(user.pointer("/dob/date"))),
         ];
         for (col, value) in expect {
             if cols.get(col).cloned().flatten() != value {
@@ -87,7 +88,7 @@ async fn assert_table_exact(keyspace: &str, exp: &Expected) {
             }
         }
         let address = cols.get("address").cloned().flatten().unwrap_or_default();
-        let city = text(user.pointer("/location/city")).unwrap_or_default();
+        let city = common::json_text(user.pointer("/location/city")).unwrap_or_default();
         if !address.contains(&city) {
             mismatched += 1;
         }

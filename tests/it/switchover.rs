@@ -69,11 +69,7 @@ fn spark_row(message: &Value) -> (String, BTreeMap<&'static str, Option<String>>
 
 /// The old stack's column values for a user our relay published, from the API's JSON.
 fn our_row(user: &Value) -> (String, BTreeMap<&'static str, Option<String>>) {
-    let t = |p: &str| match user.pointer(p) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+    let t = |p: &str| common::json_text(user.pointer(p));
     let address = format!(
         "{} {}, {}, {}, {}",
         t("/location/street/number").unwrap_or_default(),
