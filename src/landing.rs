@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Row};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -136,6 +136,11 @@ impl Landing {
             .map_err(|_| StageError::fatal(format!("page {:?} out of range", page.page)))?;
         let users = i32::try_from(page.users.len())
             .map_err(|_| StageError::fatal("page has more than 2^31 users"))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| pg_error("acquire", &e))?;
         let (new_page, inserted): (i64, i64) = sqlx::query_as(
             "WITH batch AS ( \
                  INSERT INTO landing_batches (seed, page, fetched_at, users) \
@@ -163,9 +168,15 @@ impl Landing {
         .bind(&ids)
         .bind(&raws)
         .bind(&messages)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| pg_error("land page", &e))?;
+        if page.size_bytes() > SHRINK_ABOVE_BYTES {
+            // sqlx keeps a connection's write buffer at its largest statement; without this
+            // every pooled connection that ever landed a big page holds a page-sized buffer.
+            conn.shrink_buffers();
+        }
+        drop(conn);
         if inserted > 0 {
             self.wake.notify_one();
         }
@@ -186,6 +197,9 @@ impl Landing {
             .map_err(|e| pg_error("count outbox", &e))
     }
 }
+
+/// Pages larger than this (their users' bytes) shrink the connection's buffers after landing.
+const SHRINK_ABOVE_BYTES: usize = 1 << 20;
 
 impl PageCursor for Landing {
     async fn landed_pages(&self, seed: &str, candidates: &[u32]) -> Result<Vec<u32>, StageError> {

@@ -6,6 +6,9 @@
 //!       └──────────────── DELETE acknowledged seqs ◄────────────────────────┘
 //! ```
 //!
+//! Rounds overlap: round N is produced and deleted while round N+1 is read and encoded, so
+//! Postgres and Kafka work at the same time; only one round is produced at a time.
+//!
 //! Delivery: at least once. Rows leave the outbox only after every partition they went to
 //! acknowledged them. A crash between the acknowledgement and the DELETE re-sends those rows:
 //! duplicates in Kafka, made harmless downstream because the sink's writes are idempotent
@@ -90,9 +93,8 @@ impl DeadLetter<'_> {
     }
 }
 
-/// One outbox row, encoded.
+/// An oversized outbox row, as its dead letter.
 struct Outgoing {
-    seq: i64,
     partition: i32,
     record: Record,
 }
@@ -145,40 +147,104 @@ pub async fn run_relay(
     let listener = tokio::spawn(forward_notifications(landing.clone(), token.clone()));
     let _listener = AbortOnDrop(listener);
 
+    let relay = Relay {
+        config: &config,
+        landing: &landing,
+        metrics: &metrics,
+        topic,
+        dlq,
+        partitions,
+        dlq_partitions,
+        compression,
+    };
+    // Two rounds overlap: round N is produced (and then deleted from the outbox) while round
+    // N+1 is read and encoded. Round N+1's read skips the seq range of round N, whose rows are
+    // still in the outbox; a row that committed late inside that range is read one round
+    // later, so there is still no gap. A partition's records are produced in read order
+    // because only one round is produced at a time.
     let mut last_backlog_check = Instant::now() - BACKLOG_EVERY;
-    let limit = i64::from(config.postgres.relay_batch_rows);
+    let mut pending: Option<Round> = None;
     while !token.is_cancelled() {
         if last_backlog_check.elapsed() >= BACKLOG_EVERY {
             metrics.outbox_backlog.set(landing.outbox_backlog().await?);
             last_backlog_check = Instant::now();
         }
-        let started = Instant::now();
-        let rows = sqlx::query(
-            "SELECT seq, user_id, fetched_at_ms, message FROM outbox ORDER BY seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(landing.pool())
-        .await
-        .map_err(|e| pg_error("read outbox", &e))?;
-        if rows.is_empty() {
+        let skip = pending.as_ref().map_or((0, 0), |r| r.seq_range);
+        let produce = async {
+            match pending.take() {
+                Some(round) => relay.produce(round).await.map(|()| true),
+                None => Ok(false),
+            }
+        };
+        let (produced, next) = tokio::try_join!(produce, relay.read(skip))?;
+        pending = next;
+        if pending.is_none() && !produced {
             metrics.outbox_backlog.set(0);
             tokio::select! {
                 () = landing.wake().notified() => {}
                 () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
                 () = token.cancelled() => {}
             }
-            continue;
         }
+    }
+    Ok(())
+}
+
+/// What one relay round needs of the stage.
+struct Relay<'a> {
+    config: &'a Config,
+    landing: &'a Landing,
+    metrics: &'a Metrics,
+    topic: Partitions,
+    dlq: Partitions,
+    partitions: i32,
+    dlq_partitions: i32,
+    compression: rskafka::client::partition::Compression,
+}
+
+/// Outbox rows read and encoded, waiting to be produced.
+struct Round {
+    /// Lowest and highest seq read (the next read skips this range).
+    seq_range: (i64, i64),
+    /// Every seq of the round, deleted once Kafka acknowledged them.
+    seqs: Vec<i64>,
+    by_partition: BTreeMap<i32, Vec<Record>>,
+    too_large: Vec<Outgoing>,
+    read_at: Instant,
+}
+
+impl Relay<'_> {
+    /// Reads up to `postgres.relay_batch_rows` outbox rows in seq order outside `skip`
+    /// (inclusive; `(0, 0)` skips nothing, seqs start at 1) and encodes them.
+    async fn read(&self, skip: (i64, i64)) -> Result<Option<Round>, StageError> {
+        let k = &self.config.kafka;
+        let limit = i64::from(self.config.postgres.relay_batch_rows);
+        let rows = sqlx::query(
+            "(SELECT seq, user_id, fetched_at_ms, message FROM outbox \
+               WHERE seq < $1 ORDER BY seq LIMIT $3) \
+             UNION ALL \
+             (SELECT seq, user_id, fetched_at_ms, message FROM outbox \
+               WHERE seq > $2 ORDER BY seq LIMIT $3) \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(skip.0)
+        .bind(skip.1)
+        .bind(limit)
+        .fetch_all(self.landing.pool())
+        .await
+        .map_err(|e| pg_error("read outbox", &e))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let read_at = Instant::now();
         // A full read means at least this many wait; the slow count corrects it.
         let read = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-        metrics.outbox_backlog.set(if read == limit {
-            read.max(metrics.outbox_backlog.get())
+        let backlog = &self.metrics.outbox_backlog;
+        backlog.set(if read == limit {
+            read.max(backlog.get())
         } else {
             read
         });
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut by_partition: BTreeMap<i32, Vec<Outgoing>> = BTreeMap::new();
-        let mut too_large: Vec<Outgoing> = Vec::new();
         let mut legacy: Vec<i64> = Vec::new();
         let mut queued: Vec<Queued> = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -196,17 +262,29 @@ pub async fn run_relay(
                 _ => legacy.push(seq),
             }
         }
+        drop(rows);
         if !legacy.is_empty() {
             // Keep seq order: a partition's records are produced in outbox order.
-            queued.extend(legacy_rows(&landing, &legacy).await?);
+            queued.extend(legacy_rows(self.landing, &legacy).await?);
             queued.sort_unstable_by_key(|q| q.seq);
         }
-        let relay_wait = metrics.stage("relay_wait");
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let relay_wait = self.metrics.stage("relay_wait");
+        let mut round = Round {
+            seq_range: (
+                queued.first().map_or(0, |q| q.seq),
+                queued.last().map_or(0, |q| q.seq),
+            ),
+            seqs: queued.iter().map(|q| q.seq).collect(),
+            by_partition: BTreeMap::new(),
+            too_large: Vec::new(),
+            read_at,
+        };
         for Queued {
-            seq,
             id,
             fetched_at_ms,
             value,
+            ..
         } in queued
         {
             observe_ms(&relay_wait, fetched_at_ms, now_ms);
@@ -225,79 +303,81 @@ pub async fn run_relay(
                     origin: None,
                 }
                 .record(
-                    &config.dlq,
+                    &self.config.dlq,
                     Some(key.clone()),
                     &value,
                     headers,
                     k.max_message_bytes,
                 );
-                too_large.push(Outgoing {
-                    seq,
-                    partition: model::partition_for_key(&key, dlq_partitions),
+                round.too_large.push(Outgoing {
+                    partition: model::partition_for_key(&key, self.dlq_partitions),
                     record,
                 });
                 continue;
             }
-            let partition = model::partition_for_key(&key, partitions);
-            by_partition.entry(partition).or_default().push(Outgoing {
-                seq,
-                partition,
-                record: Record {
+            let partition = model::partition_for_key(&key, self.partitions);
+            round
+                .by_partition
+                .entry(partition)
+                .or_default()
+                .push(Record {
                     key: Some(key),
                     value: Some(value),
                     headers,
                     timestamp: chrono::Utc::now(),
-                },
-            });
+                });
         }
-        let mut seqs: Vec<i64> = Vec::with_capacity(rows.len());
-        let mut produces = Vec::new();
-        for (partition, outgoing) in by_partition {
-            seqs.extend(outgoing.iter().map(|o| o.seq));
-            let records: Vec<Record> = outgoing.into_iter().map(|o| o.record).collect();
-            let topic = &topic;
-            produces.push(async move {
-                let pc = topic.get(partition).await?;
+        Ok(Some(round))
+    }
+
+    /// Produces a round (every partition in parallel, oversized records to the dead-letter
+    /// topic) and, once everything is acknowledged, deletes its rows from the outbox.
+    async fn produce(&self, round: Round) -> Result<(), StageError> {
+        let k = &self.config.kafka;
+        let compression = self.compression;
+        let produces = round
+            .by_partition
+            .into_iter()
+            .map(|(partition, records)| async move {
+                let pc = self.topic.get(partition).await?;
                 kafka::produce_chunked(&pc, records, compression, k, "produce").await
             });
-        }
         let produced: usize = futures::future::try_join_all(produces)
             .await?
             .into_iter()
             .sum();
-        let dead = too_large.len();
-        for o in too_large {
-            seqs.push(o.seq);
-            let pc = dlq.get(o.partition).await?;
+        let dead = round.too_large.len();
+        for o in round.too_large {
+            let pc = self.dlq.get(o.partition).await?;
             kafka::deadline(
                 "produce dlq",
                 k.request_timeout,
                 pc.produce(vec![o.record], compression),
             )
             .await?;
-            metrics
+            self.metrics
                 .dead_letters
                 .with_label_values(&[model::RejectReason::TooLarge.as_str()])
                 .inc();
         }
+        let acked = round.read_at.elapsed().as_secs_f64();
         sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
-            .bind(&seqs)
-            .execute(landing.pool())
+            .bind(&round.seqs)
+            .execute(self.landing.pool())
             .await
             .map_err(|e| pg_error("delete relayed", &e))?;
-        metrics
+        self.metrics
             .records
             .with_label_values(&["relay"])
             .inc_by(produced as u64);
-        let round = started.elapsed().as_secs_f64();
-        metrics
+        self.metrics
             .batch_duration
             .with_label_values(&["relay"])
-            .observe(round);
-        metrics.stage("produce").observe(round);
+            .observe(round.read_at.elapsed().as_secs_f64());
+        self.metrics.stage("produce").observe(acked);
         tracing::debug!(produced, dead, "relayed");
+        Ok(())
     }
-    Ok(())
 }
 
 /// How often the relay counts the outbox for `pipeline_outbox_backlog_rows` (the hot loop

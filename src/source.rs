@@ -219,8 +219,7 @@ impl UserApiClient {
                 body: body[..end].to_string(),
             });
         }
-        let body = response
-            .bytes()
+        let body = read_body(response)
             .await
             .map_err(|e| classify(&e, self.config.timeout))?;
         let users = model::split_page(&body)?;
@@ -281,6 +280,20 @@ impl UserApiClient {
         }
     }
 }
+
+/// The whole body in one buffer sized by `Content-Length` (up to [`MAX_PRESIZE`]):
+/// `Response::bytes` collects the chunks and then copies them into one, twice the page.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let hint = response.content_length().unwrap_or(0).min(MAX_PRESIZE);
+    let mut body = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A `Content-Length` is trusted for the initial allocation up to this many bytes.
+const MAX_PRESIZE: u64 = 64 << 20;
 
 fn classify(e: &reqwest::Error, timeout: Duration) -> FetchError {
     if e.is_timeout() {

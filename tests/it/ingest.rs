@@ -240,3 +240,109 @@ async fn kill_between_landing_and_relay_loses_nothing() {
         .collect();
     assert_eq!(keys, ids);
 }
+
+/// The relay overlaps rounds and skips the seq range of the round it is producing; a row whose
+/// transaction commits late, with a seq below rows already relayed, must still be relayed (the
+/// outbox has no gap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_commit_below_relayed_rows_is_relayed() {
+    let (api, _stop) = common::start_emulator(EmulatorConfig::default()).await;
+    let mut s = common::Scenario::new("ingest_late", &api).await;
+    let records = 1_000;
+    // First life: Kafka unreachable, so the schema exists and rows wait in the outbox.
+    let dead_kafka = format!("[\"127.0.0.1:{}\"]", common::free_port());
+    s.set("PIPELINE_SOURCE__RESULTS", "500")
+        .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
+        .set("PIPELINE_CONSUMER__ENABLED", "false")
+        .set("PIPELINE_KAFKA__REQUEST_TIMEOUT", "1s");
+    let good_kafka = s.env["PIPELINE_KAFKA__BOOTSTRAP"].clone();
+    s.set("PIPELINE_KAFKA__BOOTSTRAP", dead_kafka);
+    let mut first = s.spawn(&["run"], &common::log_path("ingest_late_1"));
+    let pool = sqlx::PgPool::connect(&s.db_url).await.expect("pg");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0)
+        < i64::from(records)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "landing stalled; log:\n{}",
+            first.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first.kill9();
+
+    // A transaction takes a seq and stays open while 30,000 rows with higher seqs commit.
+    let mut late = pool.begin().await.expect("begin");
+    let late_seq: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (user_id, fetched_at_ms, message) \
+         VALUES ('late-straggler', 0, '{\"id\":\"late-straggler\"}'::bytea) RETURNING seq",
+    )
+    .fetch_one(&mut *late)
+    .await
+    .expect("late insert");
+    sqlx::query(
+        "INSERT INTO outbox (user_id, fetched_at_ms, message) \
+         SELECT o.user_id, o.fetched_at_ms, o.message FROM outbox o, generate_series(1, 30) \
+         ORDER BY o.seq",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows above the late one");
+
+    // Second life: once rows above the late seq have been relayed, the late row commits.
+    s.set("PIPELINE_KAFKA__BOOTSTRAP", good_kafka)
+        .set("PIPELINE_POSTGRES__RELAY_BATCH_ROWS", "700");
+    let mut second = s.spawn(
+        &["run", "--drain-and-exit"],
+        &common::log_path("ingest_late_2"),
+    );
+    let above = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE seq > $1")
+            .bind(late_seq)
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+    let initial_above = above(pool.clone()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while above(pool.clone()).await == initial_above {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay did not start; log:\n{}",
+            second.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let remaining = above(pool.clone()).await;
+    late.commit().await.expect("late commit");
+    assert!(
+        remaining > 0,
+        "the relay finished before the late commit; the test needs more rows above it"
+    );
+
+    assert_eq!(
+        second.wait(Duration::from_secs(180)),
+        0,
+        "log:\n{}",
+        second.log_tail(60)
+    );
+    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(backlog, 0, "the late row is still in the outbox");
+    let keys: BTreeSet<String> = kafka_values(&s.topic)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        keys.contains("late-straggler"),
+        "the late row never reached Kafka"
+    );
+    assert_eq!(keys.len(), records as usize + 1);
+}
