@@ -25,6 +25,7 @@ use crate::source::{self, UserApiClient};
 use crate::supervise::{Health, Supervisor};
 use crate::telemetry::metrics::LatencyRecorder;
 use crate::telemetry::notify::Notifier;
+use crate::telemetry::status::{self, StatusBoard};
 use crate::telemetry::{Metrics, http};
 
 /// Options of `pipeline run` that are not configuration.
@@ -161,14 +162,29 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| format!("http.listen {}: cannot bind: {e}", config.http.listen))?;
+    let progress = Arc::new(Progress::default());
+    let board = Arc::new(StatusBoard::new(
+        &config,
+        metrics.clone(),
+        Arc::clone(&health),
+        Arc::clone(&progress),
+    ));
     let http_stop = CancellationToken::new();
     let http_task = tokio::spawn(http::serve(
         listener,
-        metrics.clone(),
-        Arc::clone(&health),
+        http::HttpState {
+            metrics: metrics.clone(),
+            health: Arc::clone(&health),
+            board: Arc::clone(&board),
+            token: config.http.token.clone(),
+        },
         http_stop.clone(),
     ));
-    tracing::info!(listen = %config.http.listen, "metrics and health endpoints up");
+    tracing::info!(
+        listen = %config.http.listen,
+        page = %format!("{}/", status::client::base_url(config.http.listen)),
+        "status page, /api/status, /metrics and health endpoints up"
+    );
 
     let (supervisor, mut fatal_rx) = Supervisor::new(
         metrics.clone(),
@@ -186,6 +202,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
 
     let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
     let landing = Landing::new(pool);
+    let sampler = tokio::spawn(status::run_sampler(
+        Arc::clone(&board),
+        Some(landing.pool().clone()),
+        config.log.progress_interval,
+        http_stop.clone(),
+    ));
     let migrated = Arc::new(tokio::sync::OnceCell::new());
     let ensure_migrated = {
         let landing = landing.clone();
@@ -294,18 +316,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     };
 
     // Consumers.
-    let progress = Arc::new(Progress::default());
     let consumer_handle = if config.consumer.enabled {
         let config = Arc::clone(&config);
         let m = metrics.clone();
         let latency = Arc::clone(&latency);
         let progress = Arc::clone(&progress);
+        let board = Arc::clone(&board);
         Some(
             supervisor.spawn("consumer", consumer_token.clone(), move |ctx| {
                 let config = Arc::clone(&config);
                 let m = m.clone();
                 let latency = Arc::clone(&latency);
                 let progress = Arc::clone(&progress);
+                let board = Arc::clone(&board);
                 async move {
                     let connect = async {
                         let sink = CassandraSink::connect(&config.cassandra).await?;
@@ -315,6 +338,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
                     let Some((sink, client)) = until_cancelled(&ctx.token, connect).await? else {
                         return Ok(());
                     };
+                    // For the status page only: a failure here is not the stage's.
+                    if let Ok(version) = sink.release_version().await {
+                        board.set_service_version("cassandra", &version);
+                    }
                     let stage = consume::ConsumerStage {
                         config,
                         sink: Arc::new(sink),
@@ -394,6 +421,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     }
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sampler).await;
     Ok((outcome, report(&metrics, &latency, started)))
 }
 

@@ -268,6 +268,9 @@ pub async fn run_relay(
         let dead = too_large.len();
         for o in too_large {
             seqs.push(o.seq);
+            metrics
+                .recent_dead_letters
+                .push_record(&o.record, &config.dlq.header_prefix);
             let pc = dlq.get(o.partition).await?;
             kafka::deadline(
                 "produce dlq",
