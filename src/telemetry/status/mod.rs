@@ -842,7 +842,7 @@ pub async fn run_sampler(
         {
             board.probe_postgres(pool).await;
         }
-        if !progress_every.is_zero() && n % progress_ticks == 0 {
+        if !progress_every.is_zero() && n.is_multiple_of(progress_ticks) {
             tracing::info!(target: "pipeline::progress", "{}", summary_line(&board.status()));
         }
     }
