@@ -205,6 +205,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     let sampler = tokio::spawn(status::run_sampler(
         Arc::clone(&board),
         Some(landing.pool().clone()),
+        Notifier::from_env(),
         config.log.progress_interval,
         http_stop.clone(),
     ));

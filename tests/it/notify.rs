@@ -193,6 +193,7 @@ fn run_speaks_the_systemd_notify_protocol() {
         Instant::now() + Duration::from_secs(30),
     );
     assert!(ready, "no READY=1 within 30 s; seen: {seen:?}");
+    let mut all: Vec<String> = seen.iter().map(|(_, m)| m.clone()).collect();
     assert!(
         seen.iter().all(|(_, m)| !m.contains("WATCHDOG=1")),
         "WATCHDOG=1 before READY=1: {seen:?}"
@@ -201,6 +202,7 @@ fn run_speaks_the_systemd_notify_protocol() {
     // 2. Watchdog pings every WATCHDOG_USEC/2 (100 ms): at least two within 2 s.
     let window_end = Instant::now() + Duration::from_secs(2);
     let (_, seen) = receive_until(&socket, &mut daemon, "<never>", window_end);
+    all.extend(seen.iter().map(|(_, m)| m.clone()));
     let pings = seen.iter().filter(|(_, m)| m == "WATCHDOG=1").count();
     assert!(
         pings >= 2,
@@ -214,6 +216,22 @@ fn run_speaks_the_systemd_notify_protocol() {
     assert!(
         unexpected.is_empty(),
         "unexpected notifications while running: {unexpected:?}"
+    );
+
+    // The one-line summary reaches `systemctl status` as STATUS= (first one at start-up).
+    if !all.iter().any(|m| m.starts_with("STATUS=")) {
+        let (_, seen) = receive_until(
+            &socket,
+            &mut daemon,
+            "<never>",
+            Instant::now() + Duration::from_secs(6),
+        );
+        all.extend(seen.into_iter().map(|(_, m)| m));
+    }
+    let status_line = all.iter().find(|m| m.starts_with("STATUS="));
+    assert!(
+        status_line.is_some_and(|m| m.contains("outbox") && m.contains("kafka lag")),
+        "no STATUS= summary: {all:?}"
     );
 
     // 3. SIGTERM: STOPPING=1, then exit 0 within 15 s.

@@ -667,3 +667,140 @@ fn check_requires_a_token_for_a_non_loopback_listen() {
     let (code, _, err) = pipeline_cmd(&["check"], &[("PIPELINE_HTTP__LISTEN", "127.0.0.1:9898")]);
     assert_eq!(code, 0, "{err}");
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Postgres goes away under a running daemon: the page shows the relay restarting with the
+/// error, and readiness says why; polling the page and the API for "an hour" (3,600 polls,
+/// as fast as they answer) does not grow the daemon's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_shows_a_stage_down_and_polling_does_not_grow_memory() {
+    let chromium_bin = ensure_tool("chromium", "chromium");
+    common::require_stack();
+    let mut s = common::Scenario::new("status_down", "http://127.0.0.1:9/api/").await;
+    let pg = reqwest::Url::parse(&s.db_url).expect("url");
+    let proxy = common::Proxy::start(format!(
+        "{}:{}",
+        pg.host_str().unwrap_or("127.0.0.1"),
+        pg.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut via_proxy = pg.clone();
+    let _ = via_proxy.set_port(Some(proxy.port));
+    let _ = via_proxy.set_password(None);
+    s.set("PIPELINE_SOURCE__ENABLED", "false")
+        .set("PIPELINE_POSTGRES__URL", via_proxy.to_string())
+        .set("PIPELINE_POSTGRES__CONNECT_TIMEOUT", "1s");
+    let d = s.spawn(&["run"], &common::log_path("status_down"));
+    d.wait_for("/api/status", Duration::from_secs(90), |st, b| {
+        st == 200 && serde_json::from_str::<Status>(b).is_ok_and(|s| s.ready)
+    })
+    .await;
+
+    // Memory: warm up, then an hour's worth of polls of the API and the page.
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", d.http_port);
+    let poll = |n: usize| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            for i in 0..n {
+                let path = if i % 10 == 0 { "/" } else { "/api/status" };
+                let resp = client
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .expect("poll");
+                assert_eq!(resp.status().as_u16(), 200);
+                let _ = resp.bytes().await.expect("body");
+            }
+        }
+    };
+    poll(300).await;
+    let before = rss_kb(d.pid());
+    poll(3_600).await;
+    let after = rss_kb(d.pid());
+    println!("RSS before {before} kB, after 3,600 polls {after} kB");
+    assert!(before > 0, "cannot read the daemon's RSS");
+    assert!(
+        after <= before + 4 * 1024,
+        "RSS grew from {before} kB to {after} kB over 3,600 polls"
+    );
+
+    // Postgres goes away.
+    proxy.down();
+    let body = d
+        .wait_for("/api/status", Duration::from_secs(60), |st, b| {
+            st == 200
+                && serde_json::from_str::<Status>(b).is_ok_and(|s| {
+                    let relay = s.stages.iter().find(|x| x.name == "relay");
+                    !s.ready
+                        && relay.is_some_and(|r| r.state == "restarting" && r.last_error.is_some())
+                        && s.readiness.iter().any(|r| r.starts_with("relay"))
+                        && s.outbox.error.is_some()
+                })
+        })
+        .await;
+    let status: Status = serde_json::from_str(&body).expect("status");
+    println!("readiness while Postgres is down: {:?}", status.readiness);
+    if let Some(bin) = &chromium_bin {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let url = format!("{base}/");
+        let dom = chromium(bin, profile.path(), &["--dump-dom"], &url);
+        assert!(dom.contains("data-loaded=\"1\""), "page did not render");
+        assert!(
+            dom.contains("class=\"stage restarting\" data-stage=\"relay\""),
+            "the flow does not show the relay restarting"
+        );
+        assert!(dom.contains("data-value=\"false\">NOT READY</span>"));
+        let reason = status
+            .readiness
+            .iter()
+            .find(|r| r.starts_with("relay"))
+            .expect("relay reason");
+        let shown = reason.split(" after: ").next().unwrap_or(reason);
+        assert!(
+            dom.contains(&format!("<li>{shown}")),
+            "readiness reason {shown:?} not on the page"
+        );
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/status");
+        std::fs::create_dir_all(&dir).expect("artifact dir");
+        let shot = dir.join("page-postgres-down.png");
+        chromium(
+            bin,
+            profile.path(),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1400,1100",
+            ],
+            &url,
+        );
+        assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 20_000));
+    }
+
+    // It comes back; the restart is counted and the last error kept, with its time.
+    proxy.restore();
+    let body = d
+        .wait_for("/api/status", Duration::from_secs(90), |st, b| {
+            st == 200 && serde_json::from_str::<Status>(b).is_ok_and(|s| s.ready)
+        })
+        .await;
+    let status: Status = serde_json::from_str(&body).expect("status");
+    let relay = status
+        .tasks
+        .iter()
+        .find(|t| t.name == "relay")
+        .expect("relay task");
+    assert_eq!(relay.state, "running");
+    assert!(relay.last_error.is_some());
+    let metrics = d.get("/metrics").await.expect("metrics").1;
+    let restarts = common::metric(&metrics, "pipeline_task_restarts_total{task=\"relay\"}");
+    assert!(relay.restarts >= 1 && relay.restarts as f64 <= restarts);
+}

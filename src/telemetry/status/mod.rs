@@ -818,11 +818,14 @@ pub fn summary_line(status: &Status) -> String {
     )
 }
 
-/// Samples once a second until `token`; every 5 s probes Postgres (when `pool`); every
-/// `progress_every` (unless zero) logs the one-line summary at info.
+/// Samples once a second until `token`; every 5 s probes Postgres (when `pool`) and sends
+/// the one-line summary as `STATUS=` to systemd (when `notifier` is connected, so that
+/// `systemctl status pipeline` shows it); every `progress_every` (unless zero) logs that line
+/// at info.
 pub async fn run_sampler(
     board: Arc<StatusBoard>,
     pool: Option<sqlx::PgPool>,
+    notifier: super::notify::Notifier,
     progress_every: Duration,
     token: CancellationToken,
 ) {
@@ -841,6 +844,9 @@ pub async fn run_sampler(
             && n % OUTBOX_PROBE_EVERY == 1
         {
             board.probe_postgres(pool).await;
+        }
+        if notifier.enabled() && n % OUTBOX_PROBE_EVERY == 1 {
+            notifier.notify(&format!("STATUS={}", summary_line(&board.status())));
         }
         if !progress_every.is_zero() && n.is_multiple_of(progress_ticks) {
             tracing::info!(target: "pipeline::progress", "{}", summary_line(&board.status()));
