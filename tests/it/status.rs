@@ -64,15 +64,18 @@ async fn settled(daemon: &common::Daemon) -> (Status, String) {
                 >= f64::from(RECORDS)
         })
         .await;
-    // Two samples after the last record: the board's rings hold the final counts.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Until the board's rings hold the final counts and the rates (5-sample averages) are
+    // back to 0: then nothing in the document moves but the clock.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let before = daemon.get("/metrics").await.expect("metrics").1;
         let status = status_of(daemon).await;
         let after = daemon.get("/metrics").await.expect("metrics").1;
-        if before == after {
+        let at_rest = status.stages.iter().all(|s| s.rate_per_s == 0.0);
+        if before == after && at_rest {
             return (status, after);
         }
+        assert!(Instant::now() < deadline, "the daemon never came to rest");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -351,6 +354,16 @@ fn ensure_tool(name: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
+/// Whether the stage box at `anchor` has a drawn sparkline (a non-empty line path).
+fn dom_has_sparkline(dom: &str, anchor: &str) -> bool {
+    dom.find(anchor).is_some_and(|at| {
+        dom[at..]
+            .split("class=\"line\" d=\"")
+            .nth(1)
+            .is_some_and(|d| d.starts_with('M'))
+    })
+}
+
 /// The `data-value` of the first element with `class="<class>` after `anchor` in `dom`.
 fn value_after(dom: &str, anchor: &str, class: &str) -> Option<String> {
     let from = dom.find(anchor)?;
@@ -390,12 +403,59 @@ async fn page_in_chromium_shows_the_live_values() {
     let Some(bin) = ensure_tool("chromium", "chromium") else {
         return;
     };
-    let r = start("status_page", 20, &[]).await;
+    // ~100 users/s for ~20 s: first the page while records flow, then at rest.
+    let r = start("status_page", 1, &[]).await;
     let d = &r.daemon;
-    let (status, prom) = settled(d).await;
-    assert_status_matches_metrics(&status, &prom);
     let url = format!("http://127.0.0.1:{}/", d.http_port);
     let profile = tempfile::tempdir().expect("profile dir");
+    d.wait_for("/metrics", Duration::from_secs(120), |_, b| {
+        common::metric(b, "pipeline_stage_records_total{stage=\"sink\"}") >= 100.0
+    })
+    .await;
+    let sink_total = |s: &Status| {
+        s.stages
+            .iter()
+            .find(|x| x.name == "cassandra")
+            .map(|x| (x.records_total, x.rate_per_s))
+            .unwrap_or_default()
+    };
+    let before = sink_total(&status_of(d).await);
+    let live = chromium(&bin, profile.path(), &["--dump-dom"], &url);
+    let after = sink_total(&status_of(d).await);
+    let anchor = "data-stage=\"cassandra\"";
+    let shown_total: u64 = value_after(&live, anchor, "total")
+        .and_then(|v| v.parse().ok())
+        .expect("cassandra total on the page");
+    let shown_rate: f64 = value_after(&live, anchor, "rate")
+        .and_then(|v| v.parse().ok())
+        .expect("cassandra rate on the page");
+    println!("live: before {before:?}, page ({shown_total}, {shown_rate}), after {after:?}");
+    assert!(
+        (before.0..=after.0).contains(&shown_total),
+        "the page's total {shown_total} is not between {before:?} and {after:?}"
+    );
+    assert!(shown_rate > 0.0, "no live rate on the page");
+    assert!(
+        dom_has_sparkline(&live, anchor),
+        "no sparkline for cassandra"
+    );
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/status");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    let live_shot = dir.join("page-live.png");
+    chromium(
+        &bin,
+        profile.path(),
+        &[
+            &format!("--screenshot={}", live_shot.display()),
+            "--window-size=1400,1500",
+        ],
+        &url,
+    );
+    assert!(std::fs::metadata(&live_shot).is_ok_and(|m| m.len() > 20_000));
+
+    let (status, prom) = settled(d).await;
+    assert_status_matches_metrics(&status, &prom);
     let dom = chromium(&bin, profile.path(), &["--dump-dom"], &url);
     assert!(
         dom.contains("data-loaded=\"1\""),
@@ -419,6 +479,12 @@ async fn page_in_chromium_shows_the_live_values() {
             value_after(&dom, &anchor, "total"),
             Some(stage.records_total.to_string()),
             "total of {}",
+            stage.name
+        );
+        assert_eq!(
+            value_after(&dom, &anchor, "rate"),
+            Some(format!("{}", stage.rate_per_s)),
+            "rate of {}",
             stage.name
         );
         let page_total = value_after(&dom, &anchor, "total").unwrap_or_default();
@@ -479,9 +545,7 @@ async fn page_in_chromium_shows_the_live_values() {
         "masked config"
     );
 
-    // A screenshot of the page, kept as a test artifact.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/status");
-    std::fs::create_dir_all(&dir).expect("artifact dir");
+    // A screenshot of the page at rest, kept as a test artifact.
     let shot = dir.join("page.png");
     let _ = std::fs::remove_file(&shot);
     chromium(
