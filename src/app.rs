@@ -300,6 +300,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             let m = m.clone();
             let ensure = ensure.clone();
             async move {
+                if test_hang_hook("relay") {
+                    ctx.set_ready();
+                    ctx.token.cancelled().await;
+                    return Ok(());
+                }
                 let connect = async {
                     ensure().await?;
                     kafka::connect(&config.kafka).await
@@ -360,13 +365,31 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     };
 
     notifier.notify("READY=1");
+    // The watchdog ping means "every connected stage is turning", not just "the runtime runs":
+    // it is withheld while a stage is stalled (telemetry::heartbeat), so systemd restarts us.
     let watchdog = Notifier::watchdog_interval().map(|every| {
         let n = Notifier::from_env();
+        let health = Arc::clone(&health);
+        let heartbeats = Arc::clone(&metrics.heartbeats);
+        let stall_after = config.runtime.stall_after;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut was_stalled = false;
             loop {
                 tick.tick().await;
-                n.notify("WATCHDOG=1");
+                let stalled = heartbeats.stalled(&health, stall_after);
+                if stalled.is_empty() {
+                    if was_stalled {
+                        tracing::warn!("every stage is turning again; watchdog pings resume");
+                    }
+                    n.notify("WATCHDOG=1");
+                } else {
+                    if !was_stalled {
+                        tracing::error!(stalled = %stalled.join(", "), ?stall_after, "stage stalled: withholding the watchdog ping (systemd will restart the daemon)");
+                    }
+                    n.notify(&format!("STATUS=stalled: {}", stalled.join(", ")));
+                }
+                was_stalled = !stalled.is_empty();
             }
         })
     });
@@ -424,6 +447,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), sampler).await;
     Ok((outcome, report(&metrics, &latency, started)))
+}
+
+/// Test hook: `_PIPELINE_TEST_HANG=<task>` makes that task report ready and then stop turning
+/// (it only waits for shutdown), for the watchdog test (tests/it/notify.rs). Not a config
+/// key on purpose: no `PIPELINE_` prefix, never set outside tests.
+fn test_hang_hook(task: &str) -> bool {
+    std::env::var("_PIPELINE_TEST_HANG").is_ok_and(|v| v == task)
 }
 
 /// Resolves when `enabled` and the bounded ingest is complete (every fetched page landed),

@@ -521,6 +521,12 @@ pub struct RuntimeConfig {
     /// A stage that ran this long without failing gets its backoff reset.
     #[serde(with = "humantime_serde")]
     pub healthy_after: Duration,
+    /// A connected stage whose loop has neither made progress nor reported idle (or a known
+    /// wait) for this long is stalled: the systemd watchdog ping is withheld (so systemd
+    /// restarts the daemon) and the status page says so. Longer than any request timeout.
+    /// Default "60s".
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -529,6 +535,7 @@ impl Default for RuntimeConfig {
             shutdown_deadline: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
             healthy_after: Duration::from_secs(30),
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -1085,6 +1092,12 @@ impl Config {
                 "must be in 0.0..=1.0",
             ));
         }
+        if self.runtime.stall_after < Duration::from_secs(1) {
+            return Err(ConfigError::key(
+                "runtime.stall_after",
+                "must be at least 1s",
+            ));
+        }
         if self.runtime.shutdown_deadline.is_zero() {
             return Err(ConfigError::key("runtime.shutdown_deadline", "must be > 0"));
         }
@@ -1388,6 +1401,7 @@ mod tests {
                 "runtime.backoff.jitter",
             ),
             ("[runtime.backoff]\nmax = \"1ms\"\n", "runtime.backoff.max"),
+            ("[runtime]\nstall_after = \"0s\"\n", "runtime.stall_after"),
             (
                 "[kafka]\nsecurity_protocol = \"sasl_ssl\"\n",
                 "kafka.sasl_username",

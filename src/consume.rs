@@ -272,6 +272,7 @@ async fn fetch_loop<S: RowSink>(
         .channel_depth
         .with_label_values(&[&format!("fetch_to_write_p{partition}")]);
     while !token.is_cancelled() {
+        deps.metrics.heartbeats.beat("consumer");
         let started_ms = chrono::Utc::now().timestamp_millis();
         let fetch = kafka::deadline(
             "fetch",

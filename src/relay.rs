@@ -133,6 +133,9 @@ pub async fn run_relay(
             break;
         }
         mark_ready();
+        metrics
+            .heartbeats
+            .waiting_for("relay", Duration::from_secs(5));
         tracing::info!("another relay holds the outbox lock; standing by");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -148,6 +151,7 @@ pub async fn run_relay(
     let mut last_backlog_check = Instant::now() - BACKLOG_EVERY;
     let limit = i64::from(config.postgres.relay_batch_rows);
     while !token.is_cancelled() {
+        metrics.heartbeats.beat("relay");
         if last_backlog_check.elapsed() >= BACKLOG_EVERY {
             metrics.outbox_backlog.set(landing.outbox_backlog().await?);
             last_backlog_check = Instant::now();
@@ -162,6 +166,9 @@ pub async fn run_relay(
         .map_err(|e| pg_error("read outbox", &e))?;
         if rows.is_empty() {
             metrics.outbox_backlog.set(0);
+            metrics
+                .heartbeats
+                .waiting_for("relay", config.postgres.relay_idle_poll);
             tokio::select! {
                 () = landing.wake().notified() => {}
                 () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}

@@ -194,6 +194,7 @@ pub struct StageContext {
 impl StageContext {
     /// Marks the stage ready (connected, doing work). Call after connecting.
     pub fn set_ready(&self) {
+        self.metrics.heartbeats.beat(&self.name);
         self.health.set(&self.name, TaskState::Ready);
         self.metrics.task_up.with_label_values(&[&self.name]).set(1);
     }

@@ -41,6 +41,8 @@ pub struct Metrics {
     /// The last dead letters with scrubbed previews, for the status page (not exported to
     /// Prometheus: it is a bounded log, not a metric). Recorded next to `dead_letters`.
     pub recent_dead_letters: std::sync::Arc<super::status::RecentDeadLetters>,
+    /// Stage heartbeats for the watchdog (not exported: liveness, not a metric).
+    pub heartbeats: std::sync::Arc<super::heartbeat::Heartbeats>,
 }
 
 /// Observes the time from `from_ms` to `to_ms` (unix ms; negative clock steps count as 0).
@@ -171,6 +173,7 @@ impl Metrics {
             )
             .expect("valid metric"),
             recent_dead_letters: std::sync::Arc::default(),
+            heartbeats: std::sync::Arc::default(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![

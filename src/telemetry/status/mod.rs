@@ -411,6 +411,8 @@ pub struct StatusBoard {
     dlq_topic: String,
     /// Tasks that exist in this configuration (a disabled source has none).
     enabled: Vec<&'static str>,
+    /// `runtime.stall_after`: a ready task without a heartbeat for this long is stalled.
+    stall_after: Duration,
     samples: Mutex<Samples>,
     outbox: Mutex<OutboxProbe>,
     services: Mutex<BTreeMap<&'static str, ServiceStatus>>,
@@ -487,6 +489,7 @@ impl StatusBoard {
             topic: config.kafka.topic.clone(),
             dlq_topic: config.dlq.topic.clone(),
             enabled,
+            stall_after: config.runtime.stall_after,
             samples: Mutex::new(Samples::new()),
             outbox: Mutex::new(OutboxProbe::default()),
             services: Mutex::new(services),
@@ -544,7 +547,15 @@ impl StatusBoard {
         s.ticks += 1;
     }
 
-    fn task_state(&self, task: &str, snapshot: &[crate::supervise::TaskSnapshot]) -> String {
+    fn task_state(
+        &self,
+        task: &str,
+        snapshot: &[crate::supervise::TaskSnapshot],
+        stalled: &[String],
+    ) -> String {
+        if stalled.iter().any(|s| s.split(' ').next() == Some(task)) {
+            return "stalled".into();
+        }
         let restarts = self.metrics.task_restarts.with_label_values(&[task]).get();
         let Some(t) = snapshot.iter().find(|t| t.name == task) else {
             return if self.enabled.contains(&task) {
@@ -568,6 +579,7 @@ impl StatusBoard {
     /// The status document as of now.
     pub fn status(&self) -> Status {
         let snapshot = self.health.snapshot();
+        let stalled = (self.metrics.heartbeats).stalled(&self.health, self.stall_after);
         let error_of = |task: &str| {
             snapshot
                 .iter()
@@ -595,7 +607,7 @@ impl StatusBoard {
                 StageStatus {
                     name: f.name.into(),
                     task: f.task.into(),
-                    state: self.task_state(f.task, &snapshot),
+                    state: self.task_state(f.task, &snapshot, &stalled),
                     last_error: error_of(f.task),
                     records_total: totals[i],
                     rate_per_s: (rate * 10.0).round() / 10.0,
@@ -613,7 +625,7 @@ impl StatusBoard {
             .iter()
             .map(|name| TaskStatus {
                 name: name.clone(),
-                state: self.task_state(name, &snapshot),
+                state: self.task_state(name, &snapshot, &stalled),
                 restarts: self.metrics.task_restarts.with_label_values(&[name]).get(),
                 last_error: error_of(name),
             })
@@ -622,12 +634,20 @@ impl StatusBoard {
             .iter()
             .filter(|t| !matches!(t.state.as_str(), "running" | "stopped" | "disabled"))
             .map(|t| match &t.last_error {
+                _ if t.state == "stalled" => stalled
+                    .iter()
+                    .find(|s| s.split(' ').next() == Some(t.name.as_str()))
+                    .map_or_else(
+                        || format!("{}: stalled", t.name),
+                        |s| format!("{}: stalled {}", t.name, &s[t.name.len()..].trim()),
+                    ),
                 Some(e) if t.state != "starting" => {
                     format!("{}: {} after: {}", t.name, t.state, e.message)
                 }
                 _ => format!("{}: {}", t.name, t.state),
             })
             .collect();
+        // A stalled task keeps /readyz's answer (it is connected) but is not "ready" here.
         let ready = readiness.is_empty() && self.health.not_ready().is_empty();
         let readiness = if ready || !readiness.is_empty() {
             readiness
