@@ -79,7 +79,8 @@ impl Progress {
     /// the status page).
     pub fn snapshot(&self) -> Vec<(i32, i64, i64)> {
         let map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = (map.iter())
+        let mut out: Vec<_> = map
+            .iter()
             .map(|(p, s)| {
                 (
                     *p,
@@ -483,9 +484,10 @@ async fn commit<S: RowSink>(
     let config = &deps.config;
     let topic = config.kafka.topic.as_str();
     if !dead.is_empty() {
-        (dead.iter()).for_each(|r| {
-            (deps.metrics.recent_dead_letters).push_record(r, &config.dlq.header_prefix)
-        });
+        for r in &dead {
+            let recent = &deps.metrics.recent_dead_letters;
+            recent.push_record(r, &config.dlq.header_prefix);
+        }
         let dlq_partition = partition % deps.dlq_partitions.max(1);
         let pc = deps.dlq.get(dlq_partition).await?;
         let n = dead.len();

@@ -185,7 +185,7 @@ impl UserApiClient {
     /// # Errors
     /// [`FetchError`] classifying the failure.
     pub async fn fetch_once(&self, page: Option<u32>) -> Result<FetchedPage, FetchError> {
-        (self.metrics.heartbeats).waiting_for(
+        self.metrics.heartbeats.waiting_for(
             "source",
             self.limiter.interval * self.config.concurrency.max(1),
         );
@@ -393,8 +393,8 @@ pub async fn run_source<C: PageCursor>(
                     next_in_s = next.saturating_duration_since(Instant::now()).as_secs(),
                     "source run complete; waiting for the next interval"
                 );
-                (client.metrics.heartbeats)
-                    .waiting_for("source", next.saturating_duration_since(Instant::now()));
+                let wait = next.saturating_duration_since(Instant::now());
+                client.metrics.heartbeats.waiting_for("source", wait);
                 tokio::select! {
                     () = tokio::time::sleep_until(next.into()) => {}
                     () = token.cancelled() => return Ok(()),

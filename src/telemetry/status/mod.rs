@@ -579,7 +579,10 @@ impl StatusBoard {
     /// The status document as of now.
     pub fn status(&self) -> Status {
         let snapshot = self.health.snapshot();
-        let stalled = (self.metrics.heartbeats).stalled(&self.health, self.stall_after);
+        let stalled = self
+            .metrics
+            .heartbeats
+            .stalled(&self.health, self.stall_after);
         let error_of = |task: &str| {
             snapshot
                 .iter()
