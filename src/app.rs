@@ -25,6 +25,7 @@ use crate::source::{self, UserApiClient};
 use crate::supervise::{Health, Supervisor};
 use crate::telemetry::metrics::LatencyRecorder;
 use crate::telemetry::notify::Notifier;
+use crate::telemetry::status::{self, StatusBoard};
 use crate::telemetry::{Metrics, http};
 
 /// Options of `pipeline run` that are not configuration.
@@ -161,14 +162,29 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| format!("http.listen {}: cannot bind: {e}", config.http.listen))?;
+    let progress = Arc::new(Progress::default());
+    let board = Arc::new(StatusBoard::new(
+        &config,
+        metrics.clone(),
+        Arc::clone(&health),
+        Arc::clone(&progress),
+    ));
     let http_stop = CancellationToken::new();
     let http_task = tokio::spawn(http::serve(
         listener,
-        metrics.clone(),
-        Arc::clone(&health),
+        http::HttpState {
+            metrics: metrics.clone(),
+            health: Arc::clone(&health),
+            board: Arc::clone(&board),
+            token: config.http.token.clone(),
+        },
         http_stop.clone(),
     ));
-    tracing::info!(listen = %config.http.listen, "metrics and health endpoints up");
+    tracing::info!(
+        listen = %config.http.listen,
+        page = %format!("{}/", status::client::base_url(config.http.listen)),
+        "status page, /api/status, /metrics and health endpoints up"
+    );
 
     let (supervisor, mut fatal_rx) = Supervisor::new(
         metrics.clone(),
@@ -186,6 +202,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
 
     let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
     let landing = Landing::new(pool);
+    let sampler = tokio::spawn(status::run_sampler(
+        Arc::clone(&board),
+        Some(landing.pool().clone()),
+        Notifier::from_env(),
+        config.log.progress_interval,
+        http_stop.clone(),
+    ));
     let migrated = Arc::new(tokio::sync::OnceCell::new());
     let ensure_migrated = {
         let landing = landing.clone();
@@ -277,6 +300,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             let m = m.clone();
             let ensure = ensure.clone();
             async move {
+                if test_hang_hook("relay") {
+                    ctx.set_ready();
+                    ctx.token.cancelled().await;
+                    return Ok(());
+                }
                 let connect = async {
                     ensure().await?;
                     kafka::connect(&config.kafka).await
@@ -294,18 +322,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     };
 
     // Consumers.
-    let progress = Arc::new(Progress::default());
     let consumer_handle = if config.consumer.enabled {
         let config = Arc::clone(&config);
         let m = metrics.clone();
         let latency = Arc::clone(&latency);
         let progress = Arc::clone(&progress);
+        let board = Arc::clone(&board);
         Some(
             supervisor.spawn("consumer", consumer_token.clone(), move |ctx| {
                 let config = Arc::clone(&config);
                 let m = m.clone();
                 let latency = Arc::clone(&latency);
                 let progress = Arc::clone(&progress);
+                let board = Arc::clone(&board);
                 async move {
                     let connect = async {
                         let sink = CassandraSink::connect(&config.cassandra).await?;
@@ -315,6 +344,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
                     let Some((sink, client)) = until_cancelled(&ctx.token, connect).await? else {
                         return Ok(());
                     };
+                    // For the status page only: a failure here is not the stage's.
+                    if let Ok(version) = sink.release_version().await {
+                        board.set_service_version("cassandra", &version);
+                    }
                     let stage = consume::ConsumerStage {
                         config,
                         sink: Arc::new(sink),
@@ -332,13 +365,31 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     };
 
     notifier.notify("READY=1");
+    // The watchdog ping means "every connected stage is turning", not just "the runtime runs":
+    // it is withheld while a stage is stalled (telemetry::heartbeat), so systemd restarts us.
     let watchdog = Notifier::watchdog_interval().map(|every| {
         let n = Notifier::from_env();
+        let health = Arc::clone(&health);
+        let heartbeats = Arc::clone(&metrics.heartbeats);
+        let stall_after = config.runtime.stall_after;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut was_stalled = false;
             loop {
                 tick.tick().await;
-                n.notify("WATCHDOG=1");
+                let stalled = heartbeats.stalled(&health, stall_after);
+                if stalled.is_empty() {
+                    if was_stalled {
+                        tracing::warn!("every stage is turning again; watchdog pings resume");
+                    }
+                    n.notify("WATCHDOG=1");
+                } else {
+                    if !was_stalled {
+                        tracing::error!(stalled = %stalled.join(", "), ?stall_after, "stage stalled: withholding the watchdog ping (systemd will restart the daemon)");
+                    }
+                    n.notify(&format!("STATUS=stalled: {}", stalled.join(", ")));
+                }
+                was_stalled = !stalled.is_empty();
             }
         })
     });
@@ -394,7 +445,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     }
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sampler).await;
     Ok((outcome, report(&metrics, &latency, started)))
+}
+
+/// Test hook: `_PIPELINE_TEST_HANG=<task>` makes that task report ready and then stop turning
+/// (it only waits for shutdown), for the watchdog test (tests/it/notify.rs). Not a config
+/// key on purpose: no `PIPELINE_` prefix, never set outside tests.
+fn test_hang_hook(task: &str) -> bool {
+    std::env::var("_PIPELINE_TEST_HANG").is_ok_and(|v| v == task)
 }
 
 /// Resolves when `enabled` and the bounded ingest is complete (every fetched page landed),

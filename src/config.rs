@@ -419,21 +419,34 @@ impl Default for DlqConfig {
     }
 }
 
-/// `[http]`: metrics and health endpoints.
+/// `[http]`: metrics, health, the status page and `/api/status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Listen address of /metrics, /healthz, /readyz. Loopback by default.
+    /// Listen address of /, /api/status, /metrics, /healthz, /readyz. Default
+    /// "127.0.0.1:9898" (loopback).
     pub listen: SocketAddr,
+    /// File holding the bearer token (first line, at least 16 characters) that `/` and
+    /// `/api/status` require. Required when `listen` is not a loopback address, because the
+    /// page shows dead-letter previews and the effective config. Default none.
+    pub token_file: Option<PathBuf>,
+    /// The token read from `token_file` at load; never serialized or printed.
+    #[serde(skip)]
+    pub token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9898)),
+            token_file: None,
+            token: None,
         }
     }
 }
+
+/// Shortest bearer token `http.token_file` may hold.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -450,7 +463,13 @@ pub struct LogConfig {
     /// "pretty" or "json".
     pub format: LogFormat,
     /// Filter directive, e.g. "info" or "pipeline=debug,info"; `RUST_LOG` wins when set.
+    /// The client libraries (rskafka, cdrs_tokio, sqlx, hyper, ...) log at `warn` unless the
+    /// directive names them (`info,rskafka=info`).
     pub level: String,
+    /// Interval of the one-line progress summary logged at info while running (rates,
+    /// backlog, lag); "0s" turns it off. Default "30s".
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
 }
 
 impl Default for LogConfig {
@@ -458,6 +477,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Pretty,
             level: "info".into(),
+            progress_interval: Duration::from_secs(30),
         }
     }
 }
@@ -501,6 +521,12 @@ pub struct RuntimeConfig {
     /// A stage that ran this long without failing gets its backoff reset.
     #[serde(with = "humantime_serde")]
     pub healthy_after: Duration,
+    /// A connected stage whose loop has neither made progress nor reported idle (or a known
+    /// wait) for this long is stalled: the systemd watchdog ping is withheld (so systemd
+    /// restarts the daemon) and the status page says so. Longer than any request timeout.
+    /// Default "60s".
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -509,6 +535,7 @@ impl Default for RuntimeConfig {
             shutdown_deadline: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
             healthy_after: Duration::from_secs(30),
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -679,6 +706,11 @@ impl Config {
             "cassandra.password_file",
             &self.cassandra.password_file,
             &mut self.cassandra.password,
+        )?;
+        read_secret_file(
+            "http.token_file",
+            &self.http.token_file,
+            &mut self.http.token,
         )?;
         Ok(())
     }
@@ -1004,6 +1036,33 @@ impl Config {
         if self.dlq.header_prefix.is_empty() {
             return Err(ConfigError::key("dlq.header_prefix", "must not be empty"));
         }
+        if let Some(token) = &self.http.token
+            && token.expose().chars().count() < MIN_TOKEN_LEN
+        {
+            return Err(ConfigError::key(
+                "http.token_file",
+                format!("the token must be at least {MIN_TOKEN_LEN} characters"),
+            ));
+        }
+        if !self.http.listen.ip().is_loopback() && self.http.token.is_none() {
+            return Err(ConfigError::key(
+                "http.token_file",
+                format!(
+                    "required when http.listen ({}) is not a loopback address: the status page \
+                     and /api/status show dead letters and the config (e.g. `openssl rand -hex 24 \
+                     > /etc/pipeline/http.token`)",
+                    self.http.listen
+                ),
+            ));
+        }
+        if !self.log.progress_interval.is_zero()
+            && self.log.progress_interval < Duration::from_secs(1)
+        {
+            return Err(ConfigError::key(
+                "log.progress_interval",
+                "must be 0s (off) or at least 1s",
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::key(
                 "log.level",
@@ -1031,6 +1090,12 @@ impl Config {
             return Err(ConfigError::key(
                 "runtime.backoff.jitter",
                 "must be in 0.0..=1.0",
+            ));
+        }
+        if self.runtime.stall_after < Duration::from_secs(1) {
+            return Err(ConfigError::key(
+                "runtime.stall_after",
+                "must be at least 1s",
             ));
         }
         if self.runtime.shutdown_deadline.is_zero() {
@@ -1319,6 +1384,16 @@ mod tests {
                 "cassandra.write_concurrency",
             ),
             ("[http]\nlisten = \"nowhere\"\n", "http.listen"),
+            ("[http]\nlisten = \"0.0.0.0:9898\"\n", "http.token_file"),
+            ("[http]\nlisten = \"[::]:9898\"\n", "http.token_file"),
+            (
+                "[http]\ntoken_file = \"/nonexistent/token\"\n",
+                "http.token_file",
+            ),
+            (
+                "[log]\nprogress_interval = \"10ms\"\n",
+                "log.progress_interval",
+            ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[log]\nlevel = \"pipeline=loud\"\n", "log.level"),
             (
@@ -1326,6 +1401,7 @@ mod tests {
                 "runtime.backoff.jitter",
             ),
             ("[runtime.backoff]\nmax = \"1ms\"\n", "runtime.backoff.max"),
+            ("[runtime]\nstall_after = \"0s\"\n", "runtime.stall_after"),
             (
                 "[kafka]\nsecurity_protocol = \"sasl_ssl\"\n",
                 "kafka.sasl_username",
@@ -1366,6 +1442,29 @@ mod tests {
             &env(&[("PIPELINE_KAFKAA__TOPIC", "x")]),
         ));
         assert_eq!(got, "kafkaa.topic");
+    }
+
+    #[test]
+    fn http_token_is_read_checked_and_never_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "short\n").expect("write");
+        let toml = format!(
+            "[http]\nlisten = \"0.0.0.0:9898\"\ntoken_file = {:?}\n",
+            file.display().to_string()
+        );
+        assert_eq!(key_of(load(&toml)), "http.token_file");
+        std::fs::write(&file, "0123456789abcdef-token-4471\n").expect("write");
+        let config = load(&toml).expect("valid with a token");
+        assert_eq!(
+            config.http.token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef-token-4471")
+        );
+        let shown = format!("{config:?}\n{}", config.to_redacted_toml());
+        assert!(!shown.contains("token-4471"), "token leaked: {shown}");
+        // Loopback needs none.
+        let config = load("[http]\nlisten = \"127.0.0.1:9898\"\n").expect("loopback");
+        assert!(config.http.token.is_none());
     }
 
     #[test]

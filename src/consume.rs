@@ -74,6 +74,26 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// `(partition, committed, high watermark)` of every assigned partition, in order (for
+    /// the status page).
+    pub fn snapshot(&self) -> Vec<(i32, i64, i64)> {
+        let map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = map
+            .iter()
+            .map(|(p, s)| {
+                (
+                    *p,
+                    s.committed.load(Ordering::SeqCst),
+                    s.high_watermark.load(Ordering::SeqCst),
+                )
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
 /// Partitions of `count` that belong to `instance` of `instances`.
 pub fn assigned_partitions(count: i32, instance: u32, instances: u32) -> Vec<i32> {
     (0..count)
@@ -253,6 +273,7 @@ async fn fetch_loop<S: RowSink>(
         .channel_depth
         .with_label_values(&[&format!("fetch_to_write_p{partition}")]);
     while !token.is_cancelled() {
+        deps.metrics.heartbeats.beat("consumer");
         let started_ms = chrono::Utc::now().timestamp_millis();
         let fetch = kafka::deadline(
             "fetch",
@@ -463,6 +484,10 @@ async fn commit<S: RowSink>(
     let config = &deps.config;
     let topic = config.kafka.topic.as_str();
     if !dead.is_empty() {
+        for r in &dead {
+            let recent = &deps.metrics.recent_dead_letters;
+            recent.push_record(r, &config.dlq.header_prefix);
+        }
         let dlq_partition = partition % deps.dlq_partitions.max(1);
         let pc = deps.dlq.get(dlq_partition).await?;
         let n = dead.len();

@@ -270,7 +270,9 @@ pub async fn run_landing(
         .channel_depth
         .with_label_values(&["source_to_landing"]);
     loop {
+        metrics.heartbeats.beat("landing");
         if in_hand.is_none() {
+            metrics.heartbeats.idle("landing");
             *in_hand = tokio::select! {
                 page = rx.recv() => match page {
                     Some(p) => Some(p),

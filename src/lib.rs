@@ -26,7 +26,8 @@
 //! - [`consume`]: per-partition consumers, dead letters.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
-//! - [`telemetry`]: metrics, HTTP endpoints, logs, systemd notify.
+//! - [`telemetry`]: metrics, HTTP endpoints, the status page and `/api/status`
+//!   (`telemetry::status`, also `pipeline status` / `pipeline top`), logs, systemd notify.
 //! - [`tls`]: rustls client configuration for Kafka and Cassandra.
 //! - [`budget`]: byte budgets of the buffers between stages.
 //! - [`app`]: wires the stages together; `run`, `check`, `migrate`.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pipeline::config::{Config, EXIT_CONFIG};
+use pipeline::telemetry::status::client;
 use pipeline::{app, emulator, telemetry};
 
 /// mimalloc instead of glibc malloc: the data path allocates and frees many small JSON nodes,
@@ -50,6 +51,22 @@ enum Command {
     },
     /// Apply the Postgres migrations and exit.
     Migrate,
+    /// Print the running daemon's status once; exit 0 ready, 1 not ready, 69 unreachable,
+    /// 77 token refused.
+    Status {
+        /// Daemon address (default: from the config's http.listen).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the /api/status JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A terminal view of the running daemon, refreshed every second (q or Ctrl-C quits).
+    Top {
+        /// Daemon address (default: from the config's http.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Serve a randomuser.me-compatible API (deterministic, with fault injection).
     Emulator(emulator::EmulatorArgs),
 }
@@ -102,6 +119,30 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             rt.block_on(emulator::run(args.clone(), token))
                 .map_err(|e| {
                     eprintln!("pipeline emulator: {e}");
+                    ExitCode::FAILURE
+                })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { url, json } => {
+            let config = load(&cli)?;
+            let base = url
+                .clone()
+                .unwrap_or_else(|| client::base_url(config.http.listen));
+            let token = config.http.token.as_ref().map(|t| t.expose().to_string());
+            let rt = runtime()?;
+            let code = rt.block_on(client::status_once(&base, token.as_deref(), *json));
+            Ok(ExitCode::from(code))
+        }
+        Command::Top { url } => {
+            let config = load(&cli)?;
+            let base = url
+                .clone()
+                .unwrap_or_else(|| client::base_url(config.http.listen));
+            let token = config.http.token.as_ref().map(|t| t.expose().to_string());
+            let rt = runtime()?;
+            rt.block_on(client::top(&base, token.as_deref()))
+                .map_err(|e| {
+                    eprintln!("pipeline top: {e}");
                     ExitCode::FAILURE
                 })?;
             Ok(ExitCode::SUCCESS)

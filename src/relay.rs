@@ -135,6 +135,9 @@ pub async fn run_relay(
             break;
         }
         mark_ready();
+        metrics
+            .heartbeats
+            .waiting_for("relay", Duration::from_secs(5));
         tracing::info!("another relay holds the outbox lock; standing by");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -165,6 +168,7 @@ pub async fn run_relay(
     let mut last_backlog_check = Instant::now() - BACKLOG_EVERY;
     let mut pending: Option<Round> = None;
     while !token.is_cancelled() {
+        metrics.heartbeats.beat("relay");
         if last_backlog_check.elapsed() >= BACKLOG_EVERY {
             metrics.outbox_backlog.set(landing.outbox_backlog().await?);
             last_backlog_check = Instant::now();
@@ -180,6 +184,9 @@ pub async fn run_relay(
         pending = next;
         if pending.is_none() && !produced {
             metrics.outbox_backlog.set(0);
+            metrics
+                .heartbeats
+                .waiting_for("relay", config.postgres.relay_idle_poll);
             tokio::select! {
                 () = landing.wake().notified() => {}
                 () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
@@ -348,6 +355,9 @@ impl Relay<'_> {
             .sum();
         let dead = round.too_large.len();
         for o in round.too_large {
+            self.metrics
+                .recent_dead_letters
+                .push_record(&o.record, &self.config.dlq.header_prefix);
             let pc = self.dlq.get(o.partition).await?;
             kafka::deadline(
                 "produce dlq",

@@ -512,3 +512,29 @@ impl RowSink for CassandraSink {
         self.exec(&self.store_offset, values, "store offset").await
     }
 }
+
+impl CassandraSink {
+    /// `release_version` of the node that answers (for the status page).
+    ///
+    /// # Errors
+    /// Retriable on timeouts and CQL errors.
+    pub async fn release_version(&self) -> Result<String, StageError> {
+        let cql = "SELECT release_version FROM system.local".to_string();
+        let envelope = tokio::time::timeout(self.config.request_timeout, self.session.query(cql))
+            .await
+            .map_err(|_| StageError::retriable("cassandra release_version: timed out"))?
+            .map_err(|e| cql_error("release_version", &e))?;
+        let rows = envelope
+            .response_body()
+            .map_err(|e| cql_error("release_version", &e))?
+            .into_rows()
+            .unwrap_or_default();
+        let version: Option<String> = match rows.first() {
+            Some(row) => row
+                .get_by_name("release_version")
+                .map_err(|e| cql_error("release_version", &e))?,
+            None => None,
+        };
+        version.ok_or_else(|| StageError::retriable("cassandra release_version: no row"))
+    }
+}

@@ -185,6 +185,10 @@ impl UserApiClient {
     /// # Errors
     /// [`FetchError`] classifying the failure.
     pub async fn fetch_once(&self, page: Option<u32>) -> Result<FetchedPage, FetchError> {
+        self.metrics.heartbeats.waiting_for(
+            "source",
+            self.limiter.interval * self.config.concurrency.max(1),
+        );
         self.limiter.acquire().await;
         // The end-to-end clock starts when the request is sent (docs/metrics.md).
         let requested_at_ms = chrono::Utc::now().timestamp_millis();
@@ -256,6 +260,7 @@ impl UserApiClient {
                 .observe(started.elapsed().as_secs_f64());
             let error = match result {
                 Ok(p) => {
+                    self.metrics.heartbeats.beat("source");
                     self.metrics
                         .source_requests
                         .with_label_values(&["ok"])
@@ -276,6 +281,7 @@ impl UserApiClient {
                 delay = delay.max((*after).min(MAX_RETRY_AFTER));
             }
             tracing::debug!(error = %error, ?page, delay_ms = delay.as_millis() as u64, "fetch failed, retrying");
+            self.metrics.heartbeats.waiting_for("source", delay);
             tokio::time::sleep(delay).await;
         }
     }
@@ -400,6 +406,8 @@ pub async fn run_source<C: PageCursor>(
                     next_in_s = next.saturating_duration_since(Instant::now()).as_secs(),
                     "source run complete; waiting for the next interval"
                 );
+                let wait = next.saturating_duration_since(Instant::now());
+                client.metrics.heartbeats.waiting_for("source", wait);
                 tokio::select! {
                     () = tokio::time::sleep_until(next.into()) => {}
                     () = token.cancelled() => return Ok(()),

@@ -95,10 +95,31 @@ pub enum TaskState {
     Finished,
 }
 
+/// The latest failure of a task, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    /// The error as the stage reported it.
+    pub message: String,
+    /// Unix ms when it happened.
+    pub at_ms: i64,
+    /// Fatal errors stop the daemon; retriable ones restart the task.
+    pub fatal: bool,
+}
+
+/// What the status page knows of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    pub name: String,
+    pub state: TaskState,
+    pub last_error: Option<TaskError>,
+}
+
 /// Readiness of all supervised tasks.
 #[derive(Debug, Default)]
 pub struct Health {
     tasks: Mutex<BTreeMap<String, TaskState>>,
+    /// Latest failure per task (one entry per task: bounded).
+    errors: Mutex<BTreeMap<String, TaskError>>,
 }
 
 impl Health {
@@ -106,6 +127,41 @@ impl Health {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.insert(task.to_string(), state);
         }
+    }
+
+    /// Remembers `task`'s latest failure (kept after it recovers, with its time).
+    pub fn record_error(&self, task: &str, message: &str, fatal: bool) {
+        if let Ok(mut errors) = self.errors.lock() {
+            let mut end = message.len().min(1024);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            errors.insert(
+                task.to_string(),
+                TaskError {
+                    message: message[..end].to_string(),
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                    fatal,
+                },
+            );
+        }
+    }
+
+    /// Every task with its state and latest failure, by name.
+    pub fn snapshot(&self) -> Vec<TaskSnapshot> {
+        let tasks = match self.tasks.lock() {
+            Ok(t) => t.clone(),
+            Err(_) => return Vec::new(),
+        };
+        let errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        tasks
+            .into_iter()
+            .map(|(name, state)| TaskSnapshot {
+                last_error: errors.get(&name).cloned(),
+                name,
+                state,
+            })
+            .collect()
     }
 
     /// Tasks that are neither ready nor finished; empty means ready.
@@ -138,6 +194,7 @@ pub struct StageContext {
 impl StageContext {
     /// Marks the stage ready (connected, doing work). Call after connecting.
     pub fn set_ready(&self) {
+        self.metrics.heartbeats.beat(&self.name);
         self.health.set(&self.name, TaskState::Ready);
         self.metrics.task_up.with_label_values(&[&self.name]).set(1);
     }
@@ -230,6 +287,7 @@ impl Supervisor {
                     health.set(&name, TaskState::Finished);
                     return;
                 }
+                health.record_error(&name, &error.message, !error.retriable);
                 health.set(&name, TaskState::Failed);
                 if !error.retriable {
                     tracing::error!(task = %name, error = %error, "fatal error; stopping the daemon");
@@ -330,6 +388,9 @@ mod tests {
             .expect("finishes");
         assert_eq!(runs.load(Ordering::SeqCst), 4);
         assert_eq!(metrics.task_restarts.with_label_values(&["flaky"]).get(), 3);
+        let snapshot = health.snapshot();
+        let error = snapshot[0].last_error.as_ref().expect("error kept");
+        assert!(!error.fatal && error.message == "boom");
         assert_eq!(health.state("flaky"), Some(TaskState::Finished));
     }
 
@@ -362,6 +423,9 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(metrics.task_restarts.with_label_values(&["auth"]).get(), 0);
         assert_eq!(health.not_ready(), vec!["auth (Failed)".to_string()]);
+        let snapshot = health.snapshot();
+        let error = snapshot[0].last_error.as_ref().expect("error kept");
+        assert!(error.fatal && error.message.contains("refused"));
     }
 
     #[tokio::test]

@@ -38,6 +38,11 @@ pub struct Metrics {
     pub batch_duration: HistogramVec,
     /// Per-record latency budget, by stage (see [`STAGES`]): the parts of the end-to-end time.
     pub stage_latency: HistogramVec,
+    /// The last dead letters with scrubbed previews, for the status page (not exported to
+    /// Prometheus: it is a bounded log, not a metric). Recorded next to `dead_letters`.
+    pub recent_dead_letters: std::sync::Arc<super::status::RecentDeadLetters>,
+    /// Stage heartbeats for the watchdog (not exported: liveness, not a metric).
+    pub heartbeats: std::sync::Arc<super::heartbeat::Heartbeats>,
 }
 
 /// Observes the time from `from_ms` to `to_ms` (unix ms; negative clock steps count as 0).
@@ -167,6 +172,8 @@ impl Metrics {
                 &["stage"],
             )
             .expect("valid metric"),
+            recent_dead_letters: std::sync::Arc::default(),
+            heartbeats: std::sync::Arc::default(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![

@@ -1,8 +1,11 @@
-//! Metrics, the HTTP endpoints that expose them, logging, and systemd notification.
+//! Metrics, the HTTP endpoints that expose them (and the status page built from them), logging,
+//! and systemd notification.
 
+pub mod heartbeat;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod status;
 
 pub use metrics::Metrics;

@@ -3,11 +3,7 @@
 use crate::common;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use tokio::net::{TcpListener, TcpStream};
 
 fn pipeline(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
@@ -147,61 +143,12 @@ fn help_and_version() {
     }
 }
 
-/// A TCP proxy that can cut every connection and refuse new ones, to kill a stage's service
-/// without touching the shared stack.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    cut: Arc<tokio::sync::Notify>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let (u, c) = (Arc::clone(&up), Arc::clone(&cut));
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !u.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused in effect
-                }
-                let upstream = upstream.clone();
-                let c = Arc::clone(&c);
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = c.notified() => {}
-                    }
-                });
-            }
-        });
-        Self { port, up, cut }
-    }
-
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.notify_waiters();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_readiness_flip_and_sigterm() {
     common::require_stack();
     let mut s = common::Scenario::new("daemon_ready", "http://127.0.0.1:9/api/").await;
     let pg = reqwest::Url::parse(&s.db_url).expect("url");
-    let proxy = Proxy::start(format!(
+    let proxy = common::Proxy::start(format!(
         "{}:{}",
         pg.host_str().unwrap_or("127.0.0.1"),
         pg.port().unwrap_or(5432)

@@ -13,4 +13,5 @@ mod ingest;
 mod notify;
 mod secure;
 mod services;
+mod status;
 mod switchover;

@@ -79,7 +79,7 @@ fn split_password(url: &str) -> (String, Option<String>) {
     }
 }
 
-fn start_daemon(socket: &Path, log: &Path) -> Daemon {
+fn start_daemon(socket: &Path, log: &Path, extra: &[(&str, &str)]) -> Daemon {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
     cmd.args(["run", "--config", config]);
@@ -126,6 +126,7 @@ fn start_daemon(socket: &Path, log: &Path) -> Daemon {
             cmd.env("PIPELINE_POSTGRES__PASSWORD", pw);
         }
     }
+    cmd.envs(extra.iter().copied());
     let log_file = std::fs::File::create(log).expect("create the daemon log file");
     let child = cmd
         .stdin(Stdio::null())
@@ -139,7 +140,7 @@ fn start_daemon(socket: &Path, log: &Path) -> Daemon {
     }
 }
 
-/// Receives notification datagrams until `want` arrives or `deadline` passes; returns whether
+/// Receives notification datagrams until `want` (a line, or a prefix ending in `*`) arrives or `deadline` passes; returns whether
 /// it arrived and every message seen (one state per datagram, as the daemon sends them).
 fn receive_until(
     socket: &UnixDatagram,
@@ -153,7 +154,11 @@ fn receive_until(
         match socket.recv(&mut buf) {
             Ok(n) => {
                 let msg = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-                let found = msg.lines().any(|l| l == want);
+                // `want` ending in '*' matches a prefix.
+                let found = msg.lines().any(|l| match want.strip_suffix('*') {
+                    Some(prefix) => l.starts_with(prefix),
+                    None => l == want,
+                });
                 seen.push((Instant::now(), msg));
                 if found {
                     return (true, seen);
@@ -183,7 +188,7 @@ fn run_speaks_the_systemd_notify_protocol() {
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("set a read timeout");
-    let mut daemon = start_daemon(&socket_path, &dir.path().join("pipeline.log"));
+    let mut daemon = start_daemon(&socket_path, &dir.path().join("pipeline.log"), &[]);
 
     // 1. READY=1 once the stages are spawned, before any watchdog ping.
     let (ready, seen) = receive_until(
@@ -193,6 +198,7 @@ fn run_speaks_the_systemd_notify_protocol() {
         Instant::now() + Duration::from_secs(30),
     );
     assert!(ready, "no READY=1 within 30 s; seen: {seen:?}");
+    let mut all: Vec<String> = seen.iter().map(|(_, m)| m.clone()).collect();
     assert!(
         seen.iter().all(|(_, m)| !m.contains("WATCHDOG=1")),
         "WATCHDOG=1 before READY=1: {seen:?}"
@@ -201,6 +207,7 @@ fn run_speaks_the_systemd_notify_protocol() {
     // 2. Watchdog pings every WATCHDOG_USEC/2 (100 ms): at least two within 2 s.
     let window_end = Instant::now() + Duration::from_secs(2);
     let (_, seen) = receive_until(&socket, &mut daemon, "<never>", window_end);
+    all.extend(seen.iter().map(|(_, m)| m.clone()));
     let pings = seen.iter().filter(|(_, m)| m == "WATCHDOG=1").count();
     assert!(
         pings >= 2,
@@ -214,6 +221,22 @@ fn run_speaks_the_systemd_notify_protocol() {
     assert!(
         unexpected.is_empty(),
         "unexpected notifications while running: {unexpected:?}"
+    );
+
+    // The one-line summary reaches `systemctl status` as STATUS= (first one at start-up).
+    if !all.iter().any(|m| m.starts_with("STATUS=")) {
+        let (_, seen) = receive_until(
+            &socket,
+            &mut daemon,
+            "<never>",
+            Instant::now() + Duration::from_secs(6),
+        );
+        all.extend(seen.into_iter().map(|(_, m)| m));
+    }
+    let status_line = all.iter().find(|m| m.starts_with("STATUS="));
+    assert!(
+        status_line.is_some_and(|m| m.contains("outbox") && m.contains("kafka lag")),
+        "no STATUS= summary: {all:?}"
     );
 
     // 3. SIGTERM: STOPPING=1, then exit 0 within 15 s.
@@ -243,6 +266,76 @@ fn run_speaks_the_systemd_notify_protocol() {
         status.success(),
         "the daemon exited with {status} after SIGTERM (expected 0)"
     );
+}
+
+/// A stage that stops turning (the `_PIPELINE_TEST_HANG` hook: the relay reports ready, then
+/// never beats) stops the watchdog pings after `runtime.stall_after`, and `STATUS=` names it;
+/// SIGTERM still ends the daemon cleanly.
+#[test]
+fn watchdog_pings_stop_when_a_stage_stalls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("set a read timeout");
+    let mut daemon = start_daemon(
+        &socket_path,
+        &dir.path().join("pipeline-stall.log"),
+        &[
+            ("_PIPELINE_TEST_HANG", "relay"),
+            ("PIPELINE_RUNTIME__STALL_AFTER", "1s"),
+        ],
+    );
+    let (ready, seen) = receive_until(
+        &socket,
+        &mut daemon,
+        "READY=1",
+        Instant::now() + Duration::from_secs(30),
+    );
+    assert!(ready, "no READY=1; seen: {seen:?}");
+    // Pinged while the relay's ready beat is fresh, then "stalled" and no more pings.
+    let (stalled, seen) = receive_until(
+        &socket,
+        &mut daemon,
+        "STATUS=stalled: relay (no progress for *",
+        Instant::now() + Duration::from_secs(10),
+    );
+    assert!(
+        stalled,
+        "no STATUS=stalled for the hung relay; seen: {seen:?}"
+    );
+    let (_, quiet) = receive_until(
+        &socket,
+        &mut daemon,
+        "<never>",
+        Instant::now() + Duration::from_millis(1500),
+    );
+    let pings = quiet.iter().filter(|(_, m)| m == "WATCHDOG=1").count();
+    assert_eq!(pings, 0, "pinged while a stage is stalled: {quiet:?}");
+    assert!(
+        quiet
+            .iter()
+            .any(|(_, m)| m.starts_with("STATUS=stalled: relay")),
+        "{quiet:?}"
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("withholding the watchdog ping"), "{log}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = daemon.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit {status} after SIGTERM");
 }
 
 #[test]
