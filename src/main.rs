@@ -9,7 +9,9 @@ use pipeline::telemetry::status::client;
 use pipeline::{app, emulator, telemetry};
 
 /// mimalloc instead of glibc malloc: the data path allocates and frees many small JSON nodes,
-/// and glibc spent ~45% of the daemon's CPU on it (see docs/performance.md).
+/// and glibc spent ~45% of the daemon's CPU on it (see docs/performance.md). The `mimalloc`
+/// feature (default) can be turned off to profile the heap with heaptrack.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
