@@ -33,10 +33,39 @@ impl ByteBudget {
     /// # Errors
     /// Only if the semaphore was closed (it never is).
     pub async fn acquire(&self, bytes: u64) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let units = u32::try_from(bytes.div_ceil(UNIT))
+        Arc::clone(&self.permits)
+            .acquire_many_owned(self.units(bytes))
+            .await
+    }
+
+    /// Makes `permit` hold `bytes` (an item's actual size, known only after it was reserved
+    /// by an estimate): gives the surplus back at once, and takes the shortfall only if it
+    /// is free now. It never waits: holders that wait for more while holding a share could
+    /// block each other, so an estimate that was too low overshoots the budget by its miss
+    /// until the item is released (the next estimate learns from this one).
+    pub fn resize(&self, permit: &mut OwnedSemaphorePermit, bytes: u64) {
+        let want = self.units(bytes) as usize;
+        let held = permit.num_permits();
+        if held > want {
+            drop(permit.split(held - want));
+        } else if held < want {
+            let short = u32::try_from(want - held).unwrap_or(u32::MAX);
+            if let Ok(more) = Arc::clone(&self.permits).try_acquire_many_owned(short) {
+                permit.merge(more);
+            }
+        }
+    }
+
+    /// Units of `bytes`, at least one and at most the whole budget.
+    fn units(&self, bytes: u64) -> u32 {
+        u32::try_from(bytes.div_ceil(UNIT))
             .unwrap_or(u32::MAX)
-            .clamp(1, self.total);
-        Arc::clone(&self.permits).acquire_many_owned(units).await
+            .clamp(1, self.total)
+    }
+
+    /// Bytes free in the budget now (for tests and gauges).
+    pub fn available_bytes(&self) -> u64 {
+        self.permits.available_permits() as u64 * UNIT
     }
 }
 
@@ -63,5 +92,25 @@ mod tests {
         assert!(blocked.is_err(), "the huge item holds the whole budget");
         drop(huge);
         assert!(budget.acquire(4 * UNIT).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn resize_returns_surplus_and_takes_only_free_shortfall() {
+        let budget = ByteBudget::new(8 * UNIT);
+        let mut estimate = budget.acquire(6 * UNIT).await.expect("fits");
+        budget.resize(&mut estimate, 2 * UNIT);
+        assert_eq!(estimate.num_permits(), 2, "the surplus goes back");
+        assert_eq!(budget.available_bytes(), 6 * UNIT);
+        budget.resize(&mut estimate, 5 * UNIT);
+        assert_eq!(estimate.num_permits(), 5, "a free shortfall is taken");
+        let other = budget.acquire(3 * UNIT).await.expect("the rest");
+        budget.resize(&mut estimate, 7 * UNIT);
+        assert_eq!(
+            estimate.num_permits(),
+            5,
+            "a shortfall that is not free is not waited for"
+        );
+        drop((estimate, other));
+        assert_eq!(budget.available_bytes(), 8 * UNIT, "all of it comes back");
     }
 }

@@ -10,10 +10,11 @@
 //! backoff; other 4xx are the request's fault and stop the daemon (fatal).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
@@ -22,6 +23,10 @@ use crate::model::{self, PageError, RawUser};
 use crate::supervise::{Backoff, StageError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::observe_ms;
+
+/// What a requested user is assumed to cost (body plus split output) before the first page
+/// is measured: a typical API user is ~1.1 KB of JSON, landed ~1 KB, message ~0.6 KB.
+const INITIAL_BYTES_PER_USER: u64 = 3 * 1024;
 
 /// Longest `Retry-After` honoured; longer values are clamped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -40,7 +45,7 @@ pub struct FetchedPage {
     /// the rows' write timestamp.
     pub fetched_at_ms: i64,
     pub users: Vec<RawUser>,
-    /// This page's share of `source.buffer_bytes` once it is handed to landing; released
+    /// This page's share of `source.buffer_bytes` (reserved before its request); released
     /// when the page is dropped (after it is committed).
     pub budget: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
@@ -128,8 +133,12 @@ pub struct UserApiClient {
     limiter: Arc<RateLimiter>,
     metrics: Metrics,
     backoff: BackoffConfig,
-    /// `source.buffer_bytes`: pages handed to landing and not yet committed.
+    /// `source.buffer_bytes`: pages being fetched (reserved by estimate before the request)
+    /// and handed to landing, until committed.
     budget: ByteBudget,
+    /// Bytes one requested user costs while its page is split (body plus split output), as
+    /// measured on the last page: the estimate a request reserves before it is sent.
+    bytes_per_user: Arc<AtomicU64>,
 }
 
 impl UserApiClient {
@@ -153,6 +162,7 @@ impl UserApiClient {
             metrics,
             backoff: backoff.clone(),
             budget: ByteBudget::new(config.buffer_bytes),
+            bytes_per_user: Arc::new(AtomicU64::new(INITIAL_BYTES_PER_USER)),
         })
     }
 
@@ -227,6 +237,14 @@ impl UserApiClient {
             .await
             .map_err(|e| classify(&e, self.config.timeout))?;
         let users = model::split_page(&body)?;
+        if !users.is_empty() {
+            let split: usize = users.iter().map(RawUser::size_bytes).sum();
+            let per_user = (body.len() + split) / users.len();
+            self.bytes_per_user.store(
+                u64::try_from(per_user).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
         drop(body);
         observe_ms(
             &self.metrics.stage("fetch"),
@@ -240,6 +258,18 @@ impl UserApiClient {
             users,
             budget: None,
         })
+    }
+
+    /// Reserves this request's share of `source.buffer_bytes` before it is sent: `results`
+    /// users at the last page's measured cost (body and split output). The page resizes it
+    /// to what it holds once split ([`send_page`]), so the body's share comes back then.
+    async fn reserve(&self) -> Result<OwnedSemaphorePermit, StageError> {
+        let estimate = u64::from(self.config.results)
+            .saturating_mul(self.bytes_per_user.load(Ordering::Relaxed));
+        self.budget
+            .acquire(estimate)
+            .await
+            .map_err(|_| StageError::retriable("source budget closed"))
     }
 
     /// Fetches with retries: up to `source.max_attempts`, backoff with jitter, `Retry-After`.
@@ -417,21 +447,17 @@ pub async fn run_source<C: PageCursor>(
     }
 }
 
+/// Hands a page to landing with its reservation resized to what the page holds now.
 async fn send_page(
     client: &UserApiClient,
     out: &mpsc::Sender<FetchedPage>,
     mut page: FetchedPage,
+    mut reserved: OwnedSemaphorePermit,
     token: &CancellationToken,
 ) -> Result<bool, StageError> {
-    // Wait until the page fits in the budget.
     let bytes = u64::try_from(page.size_bytes()).unwrap_or(u64::MAX);
-    let permit = tokio::select! {
-        p = client.budget.acquire(bytes) => {
-            p.map_err(|_| StageError::retriable("source budget closed"))?
-        }
-        () = token.cancelled() => return Ok(false),
-    };
-    page.budget = Some(Arc::new(permit));
+    client.budget.resize(&mut reserved, bytes);
+    page.budget = Some(Arc::new(reserved));
     tokio::select! {
         sent = out.send(page) => sent.map(|()| true).map_err(|_| StageError::retriable("landing stage is gone")),
         () = token.cancelled() => Ok(false),
@@ -470,7 +496,11 @@ async fn run_pages(
     }
     let mut fetches = futures::stream::iter(todo.into_iter().map(|(index, page)| {
         let client = client.clone();
-        async move { client.fetch(Some(page)).await.map(|p| (index, p)) }
+        async move {
+            let reserved = client.reserve().await?;
+            let page = client.fetch(Some(page)).await.map_err(fetch_error)?;
+            Ok::<_, StageError>((index, page, reserved))
+        }
     }))
     .buffered(config.concurrency as usize);
     loop {
@@ -482,10 +512,10 @@ async fn run_pages(
             () = token.cancelled() => return Ok(()),
         };
         let Some(result) = next else { return Ok(()) };
-        let (index, mut page) = result.map_err(fetch_error)?;
+        let (index, mut page, reserved) = result?;
         page.users
             .truncate(keep_from_page(index, config.results, config.max_records));
-        if !send_page(client, out, page, token).await? {
+        if !send_page(client, out, page, reserved, token).await? {
             return Ok(());
         }
     }
@@ -502,7 +532,11 @@ async fn run_random(
     let mut fetches = futures::stream::repeat(())
         .map(|()| {
             let client = client.clone();
-            async move { client.fetch(None).await }
+            async move {
+                let reserved = client.reserve().await?;
+                let page = client.fetch(None).await.map_err(fetch_error)?;
+                Ok::<_, StageError>((page, reserved))
+            }
         })
         .buffered(config.concurrency as usize);
     loop {
@@ -516,13 +550,13 @@ async fn run_random(
             () = token.cancelled() => return Ok(()),
         };
         let Some(result) = next else { return Ok(()) };
-        let mut page = result.map_err(fetch_error)?;
+        let (mut page, reserved) = result?;
         if config.max_records > 0 {
             let left = (config.max_records - sent) as usize;
             page.users.truncate(left);
         }
         sent += page.users.len() as u64;
-        if !send_page(client, out, page, token).await? {
+        if !send_page(client, out, page, reserved, token).await? {
             return Ok(());
         }
     }
