@@ -85,9 +85,11 @@ pub struct SourceConfig {
     /// Stop after this long (per run). "0s": no limit.
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
-    /// Byte budget of fetched pages handed to landing and not yet committed (the users'
-    /// landed JSON and messages). The source waits when a page does not fit; a page larger
-    /// than the whole budget takes all of it.
+    /// Byte budget of the source's pages, from the request until landing commits them: a
+    /// request reserves its page's estimated size (body plus split output, at the last page's
+    /// measured bytes per user) before it is sent, and the page keeps its split size (landed
+    /// JSON and messages) until committed. The source waits when a page does not fit; a page
+    /// larger than the whole budget takes all of it.
     pub buffer_bytes: u64,
 }
 
@@ -110,7 +112,7 @@ impl Default for SourceConfig {
             interval: Duration::from_secs(86_400),
             max_records: 0,
             max_duration: Duration::ZERO,
-            buffer_bytes: 16 * 1024 * 1024,
+            buffer_bytes: 24 * 1024 * 1024,
         }
     }
 }

@@ -226,6 +226,7 @@ impl Relay<'_> {
     async fn read(&self, skip: (i64, i64)) -> Result<Option<Round>, StageError> {
         let k = &self.config.kafka;
         let limit = i64::from(self.config.postgres.relay_batch_rows);
+        let reading = Instant::now();
         let rows = sqlx::query(
             "(SELECT seq, user_id, fetched_at_ms, message FROM outbox \
                WHERE seq < $1 ORDER BY seq LIMIT $3) \
@@ -240,6 +241,10 @@ impl Relay<'_> {
         .fetch_all(self.landing.pool())
         .await
         .map_err(|e| pg_error("read outbox", &e))?;
+        self.metrics
+            .batch_duration
+            .with_label_values(&["relay_read"])
+            .observe(reading.elapsed().as_secs_f64());
         if rows.is_empty() {
             return Ok(None);
         }
@@ -371,11 +376,16 @@ impl Relay<'_> {
                 .inc();
         }
         let acked = round.read_at.elapsed().as_secs_f64();
+        let deleting = Instant::now();
         sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
             .bind(&round.seqs)
             .execute(self.landing.pool())
             .await
             .map_err(|e| pg_error("delete relayed", &e))?;
+        self.metrics
+            .batch_duration
+            .with_label_values(&["relay_delete"])
+            .observe(deleting.elapsed().as_secs_f64());
         self.metrics
             .records
             .with_label_values(&["relay"])

@@ -166,8 +166,10 @@ impl Metrics {
                     "pipeline_stage_latency_seconds",
                     "Latency of a record (or batch) through one stage; the parts of the end-to-end time.",
                 )
+                // Fine between 10 and 500 ms, where the p99 targets (100 and 250 ms) are read.
                 .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2,
+                    0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ]),
                 &["stage"],
             )
