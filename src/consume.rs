@@ -115,17 +115,32 @@ pub struct ConsumerDeps<S: RowSink> {
     pub budget: ByteBudget,
 }
 
-/// Decoded size of a fetched record as the budget counts it: key, value, headers and the
-/// fixed overhead of the record and its allocations.
+/// What one heap allocation costs besides its bytes (allocator header and rounding).
+const ALLOCATION_OVERHEAD: usize = 16;
+
+/// What a non-empty header map costs before its entries: rskafka decodes headers into a
+/// `BTreeMap<String, Vec<u8>>`, whose first leaf node holds room for 11 entries.
+const HEADER_MAP_NODE: usize = 8 + 2 + 2 + 11 * 2 * std::mem::size_of::<String>();
+
+/// Heap size of a fetched record as the budget counts it: key, value, each header's key and
+/// value, the header map's node, and the record itself. Measured with heaptrack
+/// (docs/performance.md, "Memory"): counting the headers as bytes only made the budget see
+/// about half of what the records held.
 fn record_bytes(r: &RecordAndOffset) -> u64 {
     let record = &r.record;
+    let bytes = |len: usize| len + ALLOCATION_OVERHEAD;
     let headers: usize = record
         .headers
         .iter()
-        .map(|(k, v)| k.len() + v.len() + 64)
-        .sum();
-    let len = record.key.as_ref().map_or(0, Vec::len)
-        + record.value.as_ref().map_or(0, Vec::len)
+        .map(|(k, v)| bytes(k.len()) + bytes(v.len()))
+        .sum::<usize>()
+        + if record.headers.is_empty() {
+            0
+        } else {
+            bytes(HEADER_MAP_NODE)
+        };
+    let len = record.key.as_ref().map_or(0, |k| bytes(k.len()))
+        + record.value.as_ref().map_or(0, |v| bytes(v.len()))
         + headers
         + std::mem::size_of::<RecordAndOffset>();
     u64::try_from(len).unwrap_or(u64::MAX)
@@ -208,7 +223,8 @@ pub async fn run_consumers<S: RowSink>(
 struct Fetched {
     records: Vec<RecordAndOffset>,
     high_watermark: i64,
-    /// This batch's share of `consumer.buffer_bytes`, released when it is written.
+    /// This batch's share of `consumer.buffer_bytes` (reserved before its fetch), released
+    /// when its rows are written (the rows replace the records).
     _budget: tokio::sync::OwnedSemaphorePermit,
     /// When the fetch returned (for `kafka_to_consumer` / `write` latencies).
     fetched_ms: i64,
@@ -268,12 +284,24 @@ async fn fetch_loop<S: RowSink>(
     let max_wait_ms = i32::try_from(c.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
     let deadline = k.request_timeout + c.fetch_max_wait;
     let label = partition.to_string();
+    // What the next fetch reserves of `consumer.buffer_bytes` before it is sent: the last
+    // non-empty fetch's decoded size, at least the wire limit (a fetch after a small one
+    // can be full).
+    let wire_limit = u64::try_from(c.fetch_max_bytes).unwrap_or(u64::MAX);
+    let mut estimate = wire_limit;
     let depth = deps
         .metrics
         .channel_depth
         .with_label_values(&[&format!("fetch_to_write_p{partition}")]);
     while !token.is_cancelled() {
         deps.metrics.heartbeats.beat("consumer");
+        // Reserve before fetching, so the records a fetch decodes are inside the budget.
+        let mut reserved = tokio::select! {
+            p = deps.budget.acquire(estimate) => p.map_err(|_| {
+                StageError::retriable("consumer budget closed")
+            })?,
+            () = token.cancelled() => break,
+        };
         let started_ms = chrono::Utc::now().timestamp_millis();
         let fetch = kafka::deadline(
             "fetch",
@@ -333,19 +361,15 @@ async fn fetch_loop<S: RowSink>(
                     fetched_ms,
                 );
             }
-            // Wait for room in the byte budget.
+            // The reservation becomes what the records hold (a shortfall only if it is free).
             let bytes: u64 = records.iter().map(record_bytes).sum();
-            let permit = tokio::select! {
-                p = deps.budget.acquire(bytes) => p.map_err(|_| {
-                    StageError::retriable("consumer budget closed")
-                })?,
-                () = token.cancelled() => break,
-            };
+            deps.budget.resize(&mut reserved, bytes);
+            estimate = bytes.max(wire_limit);
             if tx
                 .send(Fetched {
                     records,
                     high_watermark,
-                    _budget: permit,
+                    _budget: reserved,
                     fetched_ms,
                 })
                 .await
@@ -415,7 +439,8 @@ async fn write_loop<S: RowSink>(
         let consumed = batch.records.len();
         let written_at: Vec<i64> = rows.iter().map(|r| r.fetched_at_ms).collect();
         let written = rows.len();
-        // The records are validated: their bytes go back to the budget now.
+        // The records are validated: the rows (and dead letters) replace them, inside the
+        // batch's share of the budget until they are written.
         let Fetched {
             records,
             high_watermark,
@@ -423,13 +448,13 @@ async fn write_loop<S: RowSink>(
             fetched_ms,
         } = batch;
         drop(records);
-        drop(_budget);
         deps.sink.write_rows(rows).await.inspect_err(|_| {
             deps.metrics
                 .errors
                 .with_label_values(&["sink", "cassandra"])
                 .inc();
         })?;
+        drop(_budget);
         let acked_ms = chrono::Utc::now().timestamp_millis();
         observe_ms(&deps.metrics.stage("write"), fetched_ms, acked_ms);
         for fetched_at_ms in written_at {
