@@ -293,8 +293,10 @@ pub struct ConsumerConfig {
     pub fetch_max_wait: Duration,
     /// Fetched batches buffered between fetcher and writer of one partition.
     pub channel_capacity: usize,
-    /// Byte budget of fetched-but-unwritten records, all partitions together (decoded size:
-    /// keys, values, headers). A fetcher waits when its batch does not fit.
+    /// Byte budget of fetched-but-unwritten records, all partitions together (their heap
+    /// size: keys, values, headers and their allocations). A fetcher reserves its fetch's
+    /// estimated size (the last batch, at least `fetch_max_bytes`) before sending it and
+    /// waits when that does not fit; a batch keeps its share until its rows are written.
     pub buffer_bytes: u64,
 }
 
