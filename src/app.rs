@@ -523,11 +523,6 @@ async fn wait_drained(
     }
 }
 
-/// Runs a connect phase unless `token` is cancelled first (then `Ok(None)`): a stage that is
-/// still connecting when shutdown starts must not hold the shutdown for a whole timeout.
-///
-/// # Errors
-/// The connect phase's error.
 /// Longest the source waits at start-up for the relay and the consumers (`wait_for_downstream`).
 const SOURCE_START_WAIT: Duration = Duration::from_secs(10);
 
@@ -557,6 +552,11 @@ async fn wait_for_downstream(token: &CancellationToken, up: &[CancellationToken]
     }
 }
 
+/// Runs a connect phase unless `token` is cancelled first (then `Ok(None)`): a stage that is
+/// still connecting when shutdown starts must not hold the shutdown for a whole timeout.
+///
+/// # Errors
+/// The connect phase's error.
 async fn until_cancelled<T>(
     token: &CancellationToken,
     fut: impl std::future::Future<Output = Result<T, crate::supervise::StageError>>,
