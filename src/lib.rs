@@ -30,6 +30,7 @@
 //!   (`telemetry::status`, also `pipeline status` / `pipeline top`), logs, systemd notify.
 //! - [`tls`]: rustls client configuration for Kafka and Cassandra.
 //! - [`budget`]: byte budgets of the buffers between stages.
+//! - [`memory`]: transparent huge pages and the allocator's purge delay, set at start-up.
 //! - [`app`]: wires the stages together; `run`, `check`, `migrate`.
 
 pub mod app;
@@ -39,6 +40,7 @@ pub mod consume;
 pub mod emulator;
 pub mod kafka;
 pub mod landing;
+pub mod memory;
 pub mod model;
 pub mod relay;
 pub mod sink;

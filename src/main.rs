@@ -190,6 +190,9 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         } => {
             let config = load(&cli)?;
             telemetry::logging::init(&config.log);
+            // Before the runtime starts its threads: mimalloc's option setter is not thread safe.
+            let memory = pipeline::memory::apply(&config.runtime);
+            tracing::info!(thp_disabled = memory.thp_disabled, purge_delay = ?memory.purge_delay, "memory settings");
             let rt = runtime()?;
             let options = app::RunOptions {
                 drain_and_exit: *drain_and_exit,
