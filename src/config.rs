@@ -532,7 +532,7 @@ pub struct RuntimeConfig {
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
     /// Let the kernel back the heap with 2 MiB transparent huge pages. Default false: a huge
-    /// page stays resident while any 4 KiB of it is in use, which held 43–61 MB of the
+    /// page stays resident while any 4 KiB of it is in use, which held 43–98 MB of the
     /// daemon's RSS at peak (docs/performance.md).
     pub transparent_huge_pages: bool,
     /// How long mimalloc keeps freed memory before returning it to the kernel

@@ -4,7 +4,7 @@
 //! Measured (docs/performance.md, "2026-12-04: the allocator's share of RSS"): with the
 //! allocator's defaults the daemon's heap at peak was ~35 MB but its RSS 125–145 MB. Two
 //! things held the difference: transparent huge pages (mimalloc asks for them on its arena, and
-//! a 2 MiB huge page stays resident while any 4 KiB of it is in use: 43–61 MB of `AnonHugePages`
+//! a 2 MiB huge page stays resident while any 4 KiB of it is in use: 43–98 MB of `AnonHugePages`
 //! at peak), and mimalloc's purge delay (1 s in v3: freed pages stay resident for a second,
 //! which at 20k records/s is a lot of pages).
 
@@ -26,8 +26,9 @@ pub struct Applied {
 pub enum PurgeDelay {
     /// `runtime.allocator_purge_delay`.
     Config(Duration),
-    /// `MIMALLOC_PURGE_DELAY` in the environment, which wins over the config (ms).
-    Environment(i64),
+    /// `MIMALLOC_PURGE_DELAY` in the environment, which wins over the config: the value
+    /// mimalloc parsed from it (ms).
+    Environment(libc::c_long),
 }
 
 /// Apply `runtime.transparent_huge_pages` and `runtime.allocator_purge_delay`.
@@ -63,10 +64,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 #[cfg(feature = "mimalloc")]
 fn set_purge_delay(delay: Duration) -> Option<PurgeDelay> {
-    if let Some(ms) = std::env::var("MIMALLOC_PURGE_DELAY")
-        .ok()
-        .and_then(|v| v.trim().parse::<i64>().ok())
-    {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        // mimalloc read the variable itself at its initialisation; report what it made of it.
+        // SAFETY: reads an option before the runtime starts other threads (see `apply`).
+        let ms = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         return Some(PurgeDelay::Environment(ms));
     }
     let ms = libc::c_long::try_from(delay.as_millis()).unwrap_or(libc::c_long::MAX);
