@@ -321,7 +321,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
                 }
                 let connect = async {
                     ensure().await?;
-                    kafka::connect(&config.kafka).await
+                    Ok(kafka::connect(&config.kafka).await?)
                 };
                 let Some(client) = until_cancelled(&ctx.token, connect).await? else {
                     return Ok(());

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
@@ -207,11 +208,8 @@ pub async fn run_consumers<S: RowSink>(
     }
     mark_ready();
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| {
-            Err(StageError::retriable(format!(
-                "partition task panicked: {e}"
-            )))
-        });
+        let result =
+            joined.unwrap_or_else(|e| Err(StageError::Panicked(format!("partition task: {e}"))));
         if let Err(e) = result {
             tasks.abort_all();
             return Err(e);
@@ -243,7 +241,7 @@ async fn start_offset<S: RowSink>(
         StartFrom::Earliest => OffsetAt::Earliest,
         StartFrom::Latest => OffsetAt::Latest,
     };
-    kafka::deadline("get offset", k.request_timeout, pc.get_offset(at)).await
+    Ok(kafka::deadline("get offset", k.request_timeout, pc.get_offset(at)).await?)
 }
 
 /// One partition: fetcher and writer joined by a bounded channel.
@@ -298,7 +296,7 @@ async fn fetch_loop<S: RowSink>(
         // Reserve before fetching, so the records a fetch decodes are inside the budget.
         let mut reserved = tokio::select! {
             p = deps.budget.acquire(estimate) => p.map_err(|_| {
-                StageError::retriable("consumer budget closed")
+                StageError::Disconnected("the consumer's byte budget")
             })?,
             () = token.cancelled() => break,
         };
@@ -314,7 +312,7 @@ async fn fetch_loop<S: RowSink>(
         };
         let (records, high_watermark) = match result {
             Ok(v) => v,
-            Err(e) if e.message.contains("OffsetOutOfRange") => {
+            Err(e) if e.protocol_error() == Some(ProtocolError::OffsetOutOfRange) => {
                 let earliest = kafka::deadline(
                     "get offset",
                     k.request_timeout,
@@ -334,7 +332,7 @@ async fn fetch_loop<S: RowSink>(
                 next = earliest.max(next.min(earliest));
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let records: Vec<RecordAndOffset> =
             records.into_iter().filter(|r| r.offset >= next).collect();
@@ -494,7 +492,7 @@ async fn join_commit(
 ) -> Result<(), StageError> {
     handle
         .await
-        .map_err(|e| StageError::retriable(format!("offset commit task failed: {e}")))?
+        .map_err(|e| StageError::Panicked(format!("offset commit task: {e}")))?
 }
 
 /// Produces a written batch's dead letters, then stores its offset.

@@ -9,43 +9,111 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rskafka::client::error::{Error as RsKafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
 use tokio::sync::Mutex;
 
 use crate::config::{CompressionKind, KafkaConfig, SaslMechanism};
-use crate::supervise::StageError;
+use crate::tls::TlsError;
 
-/// Runs `fut` under `timeout`, mapping both failure kinds to a retriable stage error.
-///
-/// # Errors
-/// Retriable on timeout or Kafka error.
-pub async fn deadline<T, E: std::fmt::Display>(
-    what: &str,
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, E>>,
-) -> Result<T, StageError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(kafka_error(what, &e)),
-        Err(_) => Err(StageError::retriable(format!(
-            "kafka {what}: no answer within {timeout:?}"
-        ))),
+/// A Kafka failure, with the operation it happened in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaError {
+    /// No answer within `kafka.request_timeout` (rskafka itself would retry forever).
+    #[error("kafka {op}: no answer within {after:?}")]
+    Timeout { op: String, after: Duration },
+    /// The client or the broker refused the request.
+    /// (Boxed: rskafka's error is large and this travels in every `Result`.)
+    #[error("kafka {op}: {source}")]
+    Client {
+        op: String,
+        #[source]
+        source: Box<RsKafkaError>,
+    },
+    /// The topic is missing and we may not create it.
+    #[error("kafka topic `{topic}` does not exist and kafka.create_topics is false")]
+    TopicMissing { topic: String },
+    /// The topic exists but metadata shows no partitions yet (just created).
+    #[error("kafka topic `{topic}` has no partitions in metadata yet")]
+    NoPartitions { topic: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl KafkaError {
+    /// Refused credentials and refused certificates cannot fix themselves, nor can a missing
+    /// topic we may not create or a TLS file we cannot use; the rest (timeouts, connections,
+    /// leader changes) can.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::NoPartitions { .. } => true,
+            Self::TopicMissing { .. } | Self::Tls(_) => false,
+            Self::Client { source, .. } => !is_auth_or_certificate(source),
+        }
+    }
+
+    /// The broker's protocol error code, when the broker answered with one.
+    pub fn protocol_error(&self) -> Option<ProtocolError> {
+        match self {
+            Self::Client { source, .. } => match **source {
+                RsKafkaError::ServerError { protocol_error, .. } => Some(protocol_error),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
-fn kafka_error(what: &str, e: &dyn std::fmt::Display) -> StageError {
-    let text = e.to_string();
-    // Refused credentials and certificate problems cannot fix themselves.
-    if text.contains("SaslAuthenticationFailed")
-        || text.contains("Authentication failed")
-        || text.contains("invalid peer certificate")
-        || text.contains("UnknownIssuer")
-    {
-        StageError::fatal(format!("kafka {what}: {text}"))
-    } else {
-        StageError::retriable(format!("kafka {what}: {text}"))
+/// Walks `error`'s causes for a refused SASL authentication or a refused certificate.
+fn is_auth_or_certificate(error: &RsKafkaError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(RsKafkaError::ServerError { protocol_error, .. }) = e.downcast_ref()
+            && matches!(
+                protocol_error,
+                ProtocolError::SaslAuthenticationFailed
+                    | ProtocolError::IllegalSaslState
+                    | ProtocolError::UnsupportedSaslMechanism
+                    | ProtocolError::TopicAuthorizationFailed
+                    | ProtocolError::ClusterAuthorizationFailed
+            )
+        {
+            return true;
+        }
+        if let Some(sasl) = e.downcast_ref::<rskafka::SaslError>() {
+            // Only a transport failure during the handshake is worth retrying.
+            return !matches!(sasl, rskafka::SaslError::RequestError(_));
+        }
+        if crate::tls::is_certificate_error(e) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Runs `fut` under `timeout`.
+///
+/// # Errors
+/// [`KafkaError::Timeout`], or [`KafkaError::Client`] with the client's error.
+pub async fn deadline<T>(
+    op: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, RsKafkaError>>,
+) -> Result<T, KafkaError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(KafkaError::Client {
+            op: op.to_string(),
+            source: Box::new(source),
+        }),
+        Err(_) => Err(KafkaError::Timeout {
+            op: op.to_string(),
+            after: timeout,
+        }),
     }
 }
 
@@ -53,7 +121,7 @@ fn kafka_error(what: &str, e: &dyn std::fmt::Display) -> StageError {
 ///
 /// # Errors
 /// Retriable when no broker answers within the deadline.
-pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
+pub async fn connect(config: &KafkaConfig) -> Result<Client, KafkaError> {
     // A probe with a single attempt first: rskafka retries every connection error, refused
     // credentials included, until its deadline; the probe reports those at once (fatal)
     // instead of a retry storm. Other probe failures fall through to the patient client.
@@ -71,7 +139,7 @@ pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
             builder(config, once)?.build(),
         )
         .await
-            && !e.retriable
+            && !e.is_retriable()
         {
             return Err(e);
         }
@@ -93,7 +161,7 @@ pub async fn connect(config: &KafkaConfig) -> Result<Client, StageError> {
 fn builder(
     config: &KafkaConfig,
     backoff: rskafka::BackoffConfig,
-) -> Result<ClientBuilder, StageError> {
+) -> Result<ClientBuilder, KafkaError> {
     let mut builder = ClientBuilder::new(config.bootstrap.clone())
         .client_id(config.client_id.clone())
         .max_message_size(config.max_message_bytes.max(16 * 1024 * 1024))
@@ -130,23 +198,26 @@ pub async fn ensure_topic(
     client: &Client,
     config: &KafkaConfig,
     topic: &str,
-) -> Result<i32, StageError> {
+) -> Result<i32, KafkaError> {
     let timeout = config.request_timeout;
     for _ in 0..50 {
         let topics = deadline("list topics", timeout, client.list_topics()).await?;
         if let Some(t) = topics.iter().find(|t| t.name == topic) {
             if !t.partitions.is_empty() {
-                return Ok(t.partitions.len() as i32);
+                return Ok(i32::try_from(t.partitions.len()).unwrap_or(i32::MAX));
             }
         } else {
             if !config.create_topics {
-                return Err(StageError::fatal(format!(
-                    "kafka topic `{topic}` does not exist and kafka.create_topics is false"
-                )));
+                return Err(KafkaError::TopicMissing {
+                    topic: topic.to_string(),
+                });
             }
             let controller = client
                 .controller_client()
-                .map_err(|e| kafka_error("controller", &e))?;
+                .map_err(|source| KafkaError::Client {
+                    op: "controller".into(),
+                    source: Box::new(source),
+                })?;
             let created = deadline(
                 "create topic",
                 timeout,
@@ -154,21 +225,21 @@ pub async fn ensure_topic(
                     topic,
                     config.partitions,
                     config.replication_factor,
-                    timeout.as_millis() as i32,
+                    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
                 ),
             )
             .await;
             match created {
                 Ok(()) => tracing::info!(topic, partitions = config.partitions, "created topic"),
-                Err(e) if e.message.contains("TopicAlreadyExists") => {}
+                Err(e) if e.protocol_error() == Some(ProtocolError::TopicAlreadyExists) => {}
                 Err(e) => return Err(e),
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(StageError::retriable(format!(
-        "kafka topic `{topic}` has no partitions in metadata yet"
-    )))
+    Err(KafkaError::NoPartitions {
+        topic: topic.to_string(),
+    })
 }
 
 /// rskafka's compression for the configured kind.
@@ -220,7 +291,7 @@ pub async fn produce_chunked(
     compression: Compression,
     config: &KafkaConfig,
     what: &str,
-) -> Result<usize, StageError> {
+) -> Result<usize, KafkaError> {
     let mut produced = 0;
     for chunk in chunk_records(records, config.max_message_bytes) {
         produced += deadline(what, config.request_timeout, pc.produce(chunk, compression))
@@ -252,7 +323,7 @@ impl Partitions {
     ///
     /// # Errors
     /// Retriable when the leader cannot be found in time.
-    pub async fn get(&self, partition: i32) -> Result<Arc<PartitionClient>, StageError> {
+    pub async fn get(&self, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(&partition) {
             return Ok(Arc::clone(c));
@@ -278,6 +349,73 @@ impl Partitions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rskafka::client::error::{RequestContext, RequestError};
+
+    fn server_error(protocol_error: ProtocolError) -> KafkaError {
+        KafkaError::Client {
+            op: "fetch".into(),
+            source: Box::new(RsKafkaError::ServerError {
+                protocol_error,
+                error_message: None,
+                request: RequestContext::Partition("t".into(), 0),
+                response: None,
+                is_virtual: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_kind_not_text() {
+        let timeout = KafkaError::Timeout {
+            op: "fetch".into(),
+            after: Duration::from_secs(1),
+        };
+        assert!(timeout.is_retriable());
+        assert_eq!(timeout.protocol_error(), None);
+        assert!(
+            !KafkaError::TopicMissing { topic: "t".into() }.is_retriable(),
+            "a topic we may not create does not appear by retrying"
+        );
+        let out_of_range = server_error(ProtocolError::OffsetOutOfRange);
+        assert!(out_of_range.is_retriable());
+        assert_eq!(
+            out_of_range.protocol_error(),
+            Some(ProtocolError::OffsetOutOfRange)
+        );
+        assert_eq!(
+            server_error(ProtocolError::TopicAlreadyExists).protocol_error(),
+            Some(ProtocolError::TopicAlreadyExists)
+        );
+        assert!(!server_error(ProtocolError::SaslAuthenticationFailed).is_retriable());
+        assert!(server_error(ProtocolError::NotLeaderOrFollower).is_retriable());
+        // A certificate we refuse, as rustls reports it through the transport's io::Error.
+        let refused = KafkaError::Client {
+            op: "connect".into(),
+            source: Box::new(RsKafkaError::Request(RequestError::IO(
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+                ),
+            ))),
+        };
+        assert!(!refused.is_retriable(), "{refused}");
+        let reset = KafkaError::Client {
+            op: "connect".into(),
+            source: Box::new(RsKafkaError::Request(RequestError::IO(
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            ))),
+        };
+        assert!(reset.is_retriable());
+        // The stage error keeps the context and the cause.
+        let stage = crate::supervise::StageError::from(refused);
+        assert!(!stage.is_retriable());
+        assert!(
+            stage.chain().starts_with("kafka connect: "),
+            "{}",
+            stage.chain()
+        );
+        assert!(stage.chain().contains("UnknownIssuer"), "{}", stage.chain());
+    }
 
     fn record(value_bytes: usize) -> Record {
         Record {

@@ -27,17 +27,89 @@ use crate::telemetry::metrics::observe_ms;
 /// Embedded migrations from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A Postgres failure (landing, the outbox, migrations), with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostgresError {
+    /// A statement or connection failed.
+    #[error("postgres {op}: {source}")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// `postgres.url` or `postgres.sslmode` cannot be used.
+    #[error("{key}: {source}")]
+    Options {
+        key: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration other than a failing statement (missing, changed or out of order).
+    #[error("postgres migrate: {source}")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A value that does not fit the column (a page number, a count).
+    #[error("postgres {op}: {detail}")]
+    OutOfRange { op: &'static str, detail: String },
+}
+
+impl PostgresError {
+    /// Authentication and permission problems, a missing database, an unusable URL, a broken
+    /// migration and out-of-range values are fatal; the rest (connections, timeouts,
+    /// serialization failures) is retried.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Query { source, .. } => !is_refusal(source),
+            Self::Options { .. } | Self::Migrate { .. } | Self::OutOfRange { .. } => false,
+        }
+    }
+
+    /// The SQLSTATE of a database error.
+    pub fn code(&self) -> Option<String> {
+        match self {
+            Self::Query {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// 28xxx: invalid authorization; 42501: insufficient privilege; 3D000: no such database.
+fn is_refusal(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("28") || code == "42501" || code == "3D000"),
+        other => crate::tls::is_certificate_error(other),
+    }
+}
+
+/// Maps a sqlx error of operation `op`.
+pub fn pg_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> PostgresError {
+    move |source| PostgresError::Query { op, source }
+}
+
 /// Opens the pool (lazily: connections are made on first use).
 ///
 /// # Errors
-/// A fatal [`StageError`] when the URL or sslmode cannot be used.
-pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, StageError> {
+/// [`PostgresError::Options`] when the URL or sslmode cannot be used.
+pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
     let mut options = PgConnectOptions::from_str(&config.url)
-        .map_err(|e| StageError::fatal(format!("postgres.url: {e}")))?
-        .ssl_mode(
-            PgSslMode::from_str(&config.sslmode)
-                .map_err(|e| StageError::fatal(format!("postgres.sslmode: {e}")))?,
-        )
+        .map_err(|source| PostgresError::Options {
+            key: "postgres.url",
+            source,
+        })?
+        .ssl_mode(PgSslMode::from_str(&config.sslmode).map_err(|source| {
+            PostgresError::Options {
+                key: "postgres.sslmode",
+                source,
+            }
+        })?)
         .application_name("pipeline");
     if let Some(password) = &config.password {
         options = options.password(password.expose());
@@ -51,29 +123,14 @@ pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, StageError> {
         .connect_lazy_with(options))
 }
 
-/// Classifies a Postgres error: authentication and permission problems are fatal.
-pub fn pg_error(context: &str, e: &sqlx::Error) -> StageError {
-    if let sqlx::Error::Database(db) = e {
-        let code = db.code().unwrap_or_default();
-        // 28xxx: invalid authorization; 42501: insufficient privilege; 3D000: no database.
-        if code.starts_with("28") || code == "42501" || code == "3D000" {
-            return StageError::fatal(format!(
-                "postgres {context}: {} (SQLSTATE {code})",
-                db.message()
-            ));
-        }
-    }
-    StageError::retriable(format!("postgres {context}: {e}"))
-}
-
 /// Runs migrations.
 ///
 /// # Errors
 /// Fatal when a migration is broken, retriable when Postgres is unreachable.
-pub async fn migrate(pool: &PgPool) -> Result<(), StageError> {
+pub async fn migrate(pool: &PgPool) -> Result<(), PostgresError> {
     MIGRATOR.run(pool).await.map_err(|e| match e {
-        sqlx::migrate::MigrateError::Execute(inner) => pg_error("migrate", &inner),
-        other => StageError::fatal(format!("postgres migrate: {other}")),
+        sqlx::migrate::MigrateError::Execute(inner) => pg_error("migrate")(inner),
+        source => PostgresError::Migrate { source },
     })
 }
 
@@ -116,8 +173,8 @@ impl Landing {
     /// with their ready Kafka messages commit together, in one round trip).
     ///
     /// # Errors
-    /// See [`pg_error`].
-    pub async fn land(&self, page: &FetchedPage) -> Result<Landed, StageError> {
+    /// [`PostgresError`]; see [`PostgresError::is_retriable`].
+    pub async fn land(&self, page: &FetchedPage) -> Result<Landed, PostgresError> {
         // The statement expects distinct ids (it has no DISTINCT ON, which sorted every raw
         // user): the first occurrence of an id in the page wins, as before.
         let mut seen = std::collections::HashSet::with_capacity(page.users.len());
@@ -129,18 +186,19 @@ impl Landing {
         let ids: Vec<&str> = unique.iter().map(|u| u.id.as_str()).collect();
         let raws: Vec<&str> = unique.iter().map(|u| u.raw.as_str()).collect();
         let messages: Vec<&[u8]> = unique.iter().map(|u| u.message.as_slice()).collect();
-        let page_no = page
-            .page
-            .map(i32::try_from)
-            .transpose()
-            .map_err(|_| StageError::fatal(format!("page {:?} out of range", page.page)))?;
-        let users = i32::try_from(page.users.len())
-            .map_err(|_| StageError::fatal("page has more than 2^31 users"))?;
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| pg_error("acquire", &e))?;
+        let page_no =
+            page.page
+                .map(i32::try_from)
+                .transpose()
+                .map_err(|_| PostgresError::OutOfRange {
+                    op: "land page",
+                    detail: format!("page {:?} does not fit an int", page.page),
+                })?;
+        let users = i32::try_from(page.users.len()).map_err(|_| PostgresError::OutOfRange {
+            op: "land page",
+            detail: "page has more than 2^31 users".into(),
+        })?;
+        let mut conn = self.pool.acquire().await.map_err(pg_error("acquire"))?;
         let (new_page, inserted): (i64, i64) = sqlx::query_as(
             "WITH batch AS ( \
                  INSERT INTO landing_batches (seed, page, fetched_at, users) \
@@ -170,7 +228,7 @@ impl Landing {
         .bind(&messages)
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| pg_error("land page", &e))?;
+        .map_err(pg_error("land page"))?;
         if page.size_bytes() > SHRINK_ABOVE_BYTES {
             // sqlx keeps a connection's write buffer at its largest statement; without this
             // every pooled connection that ever landed a big page holds a page-sized buffer.
@@ -189,12 +247,12 @@ impl Landing {
     /// Rows waiting in the outbox.
     ///
     /// # Errors
-    /// See [`pg_error`].
-    pub async fn outbox_backlog(&self) -> Result<i64, StageError> {
+    /// [`PostgresError`]; see [`PostgresError::is_retriable`].
+    pub async fn outbox_backlog(&self) -> Result<i64, PostgresError> {
         sqlx::query_scalar("SELECT count(*) FROM outbox")
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| pg_error("count outbox", &e))
+            .map_err(pg_error("count outbox"))
     }
 }
 
@@ -203,19 +261,29 @@ const SHRINK_ABOVE_BYTES: usize = 1 << 20;
 
 impl PageCursor for Landing {
     async fn landed_pages(&self, seed: &str, candidates: &[u32]) -> Result<Vec<u32>, StageError> {
-        let pages: Vec<i32> = candidates.iter().map(|p| *p as i32).collect();
+        let pages = candidates
+            .iter()
+            .map(|&p| i32::try_from(p))
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(|_| PostgresError::OutOfRange {
+                op: "read landed pages",
+                detail: format!("a page number of {candidates:?} does not fit an int"),
+            })?;
         let rows =
             sqlx::query("SELECT page FROM landing_batches WHERE seed = $1 AND page = ANY($2)")
                 .bind(seed)
                 .bind(&pages)
                 .fetch_all(&self.pool)
                 .await
-                .map_err(|e| pg_error("read landed pages", &e))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.try_get::<i32, _>(0).ok())
-            .map(|p| p as u32)
-            .collect())
+                .map_err(pg_error("read landed pages"))?;
+        // A row that does not decode is an error, not a page to skip: skipping would make the
+        // source fetch (and land) that page again.
+        let mut landed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let page: i32 = row.try_get(0).map_err(pg_error("read landed pages"))?;
+            landed.push(page_number(page, "read landed pages")?);
+        }
+        Ok(landed)
     }
 
     async fn last_page(&self, seed: &str) -> Result<Option<u32>, StageError> {
@@ -224,9 +292,17 @@ impl PageCursor for Landing {
                 .bind(seed)
                 .fetch_one(&self.pool)
                 .await
-                .map_err(|e| pg_error("read last page", &e))?;
-        Ok(max.map(|p| p as u32))
+                .map_err(pg_error("read last page"))?;
+        Ok(max.map(|p| page_number(p, "read last page")).transpose()?)
     }
+}
+
+/// A stored page number (an `int` column written from a `u32`) back as the source's `u32`.
+fn page_number(stored: i32, op: &'static str) -> Result<u32, PostgresError> {
+    u32::try_from(stored).map_err(|_| PostgresError::OutOfRange {
+        op,
+        detail: format!("landing_batches holds page {stored}"),
+    })
 }
 
 /// State that outlives restarts of the landing stage: the channel and the page in hand.
@@ -264,7 +340,7 @@ pub async fn run_landing(
     sqlx::query("SELECT 1")
         .execute(landing.pool())
         .await
-        .map_err(|e| pg_error("connect", &e))?;
+        .map_err(pg_error("connect"))?;
     mark_ready();
     let depth = metrics
         .channel_depth
@@ -298,7 +374,7 @@ pub async fn run_landing(
                     .errors
                     .with_label_values(&["landing", "postgres"])
                     .inc();
-                return Err(e);
+                return Err(e.into());
             }
         };
         metrics
@@ -316,5 +392,24 @@ pub async fn run_landing(
         );
         tracing::debug!(page = ?page.page, users = page.users.len(), inserted = landed.inserted, new_page = landed.new_page, "landed");
         *in_hand = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_page_numbers_come_back_exactly_or_as_an_error() {
+        assert_eq!(page_number(7, "read last page").expect("fits"), 7);
+        let e = page_number(-1, "read last page").expect_err("negative");
+        assert!(!e.is_retriable());
+        assert!(e.to_string().contains("page -1"), "{e}");
+        let busy = PostgresError::Query {
+            op: "land page",
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert!(busy.is_retriable());
+        assert_eq!(busy.code(), None);
     }
 }

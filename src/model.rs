@@ -537,7 +537,8 @@ pub fn record_id(user: &Value) -> String {
     match user.pointer("/login/uuid") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => s.clone(),
         _ => {
-            let canonical = serde_json::to_vec(user).unwrap_or_default();
+            // `Value`'s Display is its compact JSON (what `to_vec` writes) and cannot fail.
+            let canonical = user.to_string().into_bytes();
             format!(
                 "derived-{:016x}{:016x}",
                 fnv1a(&canonical, 0),

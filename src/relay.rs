@@ -35,6 +35,21 @@ use crate::landing::{Landing, pg_error};
 use crate::model;
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
+
+/// A landed row the relay cannot turn into a Kafka record. The row stays in the outbox and
+/// the relay stops (fatal) rather than produce something else in its place.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// `users_landed.raw` of a row landed by an older version does not encode.
+    #[error("outbox row seq {seq} (user {id}): landed JSON does not encode: {source}")]
+    LandedJson {
+        seq: i64,
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
 use crate::telemetry::metrics::observe_ms;
 
 /// Advisory lock key electing the single relay of a database.
@@ -123,14 +138,14 @@ pub async fn run_relay(
         .pool()
         .acquire()
         .await
-        .map_err(|e| pg_error("acquire", &e))?
+        .map_err(pg_error("acquire"))?
         .detach();
     loop {
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK_KEY)
             .fetch_one(&mut lock_conn)
             .await
-            .map_err(|e| pg_error("advisory lock", &e))?;
+            .map_err(pg_error("advisory lock"))?;
         if got {
             break;
         }
@@ -240,7 +255,7 @@ impl Relay<'_> {
         .bind(limit)
         .fetch_all(self.landing.pool())
         .await
-        .map_err(|e| pg_error("read outbox", &e))?;
+        .map_err(pg_error("read outbox"))?;
         self.metrics
             .batch_duration
             .with_label_values(&["relay_read"])
@@ -260,10 +275,10 @@ impl Relay<'_> {
         let mut legacy: Vec<i64> = Vec::new();
         let mut queued: Vec<Queued> = Vec::with_capacity(rows.len());
         for row in &rows {
-            let seq: i64 = row.try_get(0).map_err(|e| pg_error("decode", &e))?;
-            let id: String = row.try_get(1).map_err(|e| pg_error("decode", &e))?;
-            let fetched_at_ms: Option<i64> = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
-            let message: Option<Vec<u8>> = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
+            let seq: i64 = row.try_get(0).map_err(pg_error("decode"))?;
+            let id: String = row.try_get(1).map_err(pg_error("decode"))?;
+            let fetched_at_ms: Option<i64> = row.try_get(2).map_err(pg_error("decode"))?;
+            let message: Option<Vec<u8>> = row.try_get(3).map_err(pg_error("decode"))?;
             match (fetched_at_ms, message) {
                 (Some(fetched_at_ms), Some(value)) => queued.push(Queued {
                     seq,
@@ -381,7 +396,7 @@ impl Relay<'_> {
             .bind(&round.seqs)
             .execute(self.landing.pool())
             .await
-            .map_err(|e| pg_error("delete relayed", &e))?;
+            .map_err(pg_error("delete relayed"))?;
         self.metrics
             .batch_duration
             .with_label_values(&["relay_delete"])
@@ -422,22 +437,22 @@ async fn legacy_rows(landing: &Landing, seqs: &[i64]) -> Result<Vec<Queued>, Sta
     .bind(seqs)
     .fetch_all(landing.pool())
     .await
-    .map_err(|e| pg_error("read legacy outbox rows", &e))?;
+    .map_err(pg_error("read legacy outbox rows"))?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let seq: i64 = row.try_get(0).map_err(|e| pg_error("decode", &e))?;
-        let id: String = row.try_get(1).map_err(|e| pg_error("decode", &e))?;
-        let fetched_at_ms: i64 = row.try_get(2).map_err(|e| pg_error("decode", &e))?;
-        let raw: String = row.try_get(3).map_err(|e| pg_error("decode", &e))?;
+        let seq: i64 = row.try_get(0).map_err(pg_error("decode"))?;
+        let id: String = row.try_get(1).map_err(pg_error("decode"))?;
+        let fetched_at_ms: i64 = row.try_get(2).map_err(pg_error("decode"))?;
+        let raw: String = row.try_get(3).map_err(pg_error("decode"))?;
         // `raw` is what an older version landed as jsonb, so this fails only on a corrupted
         // row: stop and say which (the row stays in the outbox) rather than produce something
         // else in its place.
         let value = serde_json::from_str::<serde_json::Value>(&raw)
             .and_then(|user| model::encode_message(&id, &user))
-            .map_err(|e| {
-                StageError::fatal(format!(
-                    "outbox row seq {seq} (user {id}): landed JSON does not encode: {e}"
-                ))
+            .map_err(|source| RelayError::LandedJson {
+                seq,
+                id: id.clone(),
+                source,
             })?;
         out.push(Queued {
             seq,

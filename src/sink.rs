@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cdrs_tokio::authenticators::{
     NoneAuthenticatorProvider, SaslAuthenticatorProvider, StaticPasswordAuthenticatorProvider,
@@ -41,7 +42,7 @@ use rustls::pki_types::ServerName;
 
 use crate::config::{CassandraConfig, ConsistencyLevel, WriteMode};
 use crate::model::UserRow;
-use crate::supervise::StageError;
+use crate::tls::TlsError;
 
 type TcpSession = Session<
     TransportTcp,
@@ -53,6 +54,118 @@ type TlsSession = Session<
     RustlsConnectionManager,
     RoundRobinLoadBalancingStrategy<TransportRustls, RustlsConnectionManager>,
 >;
+
+/// A Cassandra failure, with the operation it happened in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// No answer within `cassandra.request_timeout`.
+    #[error("cassandra {op}: timed out after {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+    /// The driver or the server refused a request.
+    /// (Sources boxed: the driver's error is large and this travels in every `Result`.)
+    #[error("cassandra {op}: {source}")]
+    Cql {
+        op: &'static str,
+        #[source]
+        source: Box<cdrs_tokio::error::Error>,
+    },
+    /// Opening a connection or session (STARTUP, authentication, TLS) failed.
+    #[error("cassandra session: {source}")]
+    Session {
+        #[source]
+        source: Box<cdrs_tokio::error::Error>,
+    },
+    /// The driver could not start its session (its control connection died while starting).
+    #[error("cassandra session: {source}")]
+    SessionBuild {
+        #[source]
+        source: cdrs_tokio::cluster::session::SessionBuildError,
+    },
+    /// An answer of an unexpected shape (not a rows result where one was asked for).
+    #[error("cassandra {op}: {detail}")]
+    Answer { op: &'static str, detail: String },
+    #[error("cassandra.contact_points is empty")]
+    NoContactPoints,
+    #[error("cassandra connect: cannot resolve {addr}: {source}")]
+    Resolve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cassandra connect: {addr} has no address")]
+    NoAddress { addr: String },
+    #[error("cassandra.contact_points: `{host}` is not a TLS server name: {source}")]
+    ServerName {
+        host: String,
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl SinkError {
+    /// Refused credentials or permissions, a schema or statement the server rejects (an
+    /// undefined column, an unconfigured table), refused certificates and configuration
+    /// cannot fix themselves; timeouts, unreachable or overloaded nodes can.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Timeout { .. }
+            | Self::Answer { .. }
+            | Self::Resolve { .. }
+            | Self::NoAddress { .. }
+            | Self::SessionBuild { .. } => true,
+            Self::NoContactPoints | Self::ServerName { .. } | Self::Tls(_) => false,
+            Self::Cql { source, .. } => driver_error_is_retriable(source),
+            // While a connection is set up, the driver's untyped errors are the
+            // authentication handshake's (no authenticator for a server that needs one, an
+            // unexpected answer to our credentials): not transient.
+            Self::Session { source } => {
+                !matches!(
+                    **source,
+                    cdrs_tokio::error::Error::General(_)
+                        | cdrs_tokio::error::Error::UnexpectedAuthResponse(_)
+                ) && driver_error_is_retriable(source)
+            }
+        }
+    }
+}
+
+fn driver_error_is_retriable(error: &cdrs_tokio::error::Error) -> bool {
+    use cdrs_tokio::error::Error;
+    use cdrs_tokio::frame::message_error::ErrorType;
+    match error {
+        Error::Server { body, .. } => !matches!(
+            body.ty,
+            ErrorType::Authentication
+                | ErrorType::Unauthorized
+                | ErrorType::Invalid
+                | ErrorType::Syntax
+                | ErrorType::Config
+        ),
+        Error::InvalidProtocol(_) => false,
+        other => !crate::tls::is_certificate_error(other),
+    }
+}
+
+/// Runs one request under `cassandra.request_timeout`.
+///
+/// # Errors
+/// [`SinkError::Timeout`], or [`SinkError::Cql`] with the driver's error.
+async fn timed<T>(
+    op: &'static str,
+    after: Duration,
+    fut: impl Future<Output = Result<T, cdrs_tokio::error::Error>>,
+) -> Result<T, SinkError> {
+    tokio::time::timeout(after, fut)
+        .await
+        .map_err(|_| SinkError::Timeout { op, after })?
+        .map_err(|source| SinkError::Cql {
+            op,
+            source: Box::new(source),
+        })
+}
 
 /// A cdrs session over plain TCP or TLS; the same calls either way.
 enum CdrsSession {
@@ -98,21 +211,20 @@ impl CdrsSession {
 pub trait RowSink: Send + Sync + 'static {
     /// Writes rows; returns when every one is acknowledged.
     /// Takes the rows by value: their strings move into the request without a copy.
-    fn write_rows(&self, rows: Vec<UserRow>)
-    -> impl Future<Output = Result<(), StageError>> + Send;
+    fn write_rows(&self, rows: Vec<UserRow>) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// The stored next offset of a partition.
     fn load_offset(
         &self,
         topic: &str,
         partition: i32,
-    ) -> impl Future<Output = Result<Option<i64>, StageError>> + Send;
+    ) -> impl Future<Output = Result<Option<i64>, SinkError>> + Send;
     /// Stores the next offset to process of a partition.
     fn store_offset(
         &self,
         topic: &str,
         partition: i32,
         next_offset: i64,
-    ) -> impl Future<Output = Result<(), StageError>> + Send;
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// CQL of the users table: the old stack's columns plus `dob` and `fetched_at`.
@@ -139,38 +251,24 @@ fn consistency(level: ConsistencyLevel) -> Consistency {
     }
 }
 
-/// Classifies a driver error: authentication and schema problems are fatal.
-pub fn cql_error(context: &str, e: &cdrs_tokio::error::Error) -> StageError {
-    let text = e.to_string();
-    let fatal = text.contains("AuthenticationError")
-        || text.contains("Unauthorized")
-        || text.contains("Bad credentials")
-        || text.contains("Undefined column")
-        || text.contains("unconfigured table");
-    if fatal {
-        StageError::fatal(format!("cassandra {context}: {text}"))
-    } else {
-        StageError::retriable(format!("cassandra {context}: {text}"))
-    }
-}
-
 /// One authenticated connection to the first contact point, then closed.
 async fn probe(
     config: &CassandraConfig,
     auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
     tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
-) -> Result<(), StageError> {
+) -> Result<(), SinkError> {
     let Some(first) = config.contact_points.first() else {
-        return Err(StageError::fatal("cassandra.contact_points is empty"));
+        return Err(SinkError::NoContactPoints);
     };
     let addr = tokio::net::lookup_host(first.as_str())
         .await
-        .map_err(|e| {
-            StageError::retriable(format!("cassandra connect: cannot resolve {first}: {e}"))
+        .map_err(|source| SinkError::Resolve {
+            addr: first.clone(),
+            source,
         })?
         .next()
-        .ok_or_else(|| {
-            StageError::retriable(format!("cassandra connect: {first} has no address"))
+        .ok_or_else(|| SinkError::NoAddress {
+            addr: first.clone(),
         })?;
     let keyspace = Arc::new(KeyspaceHolder::new(tokio::sync::watch::channel(None).0));
     let encoder = Box::new(ProtocolFrameEncodingFactory);
@@ -202,17 +300,9 @@ async fn probe(
         .await
         .map(drop),
     };
-    result.map_err(|e| session_error(&e))
-}
-
-fn session_error(e: &dyn std::fmt::Display) -> StageError {
-    let text = e.to_string();
-    if text.contains("Authentication") || text.contains("password") || text.contains("credentials")
-    {
-        StageError::fatal(format!("cassandra session: {text}"))
-    } else {
-        StageError::retriable(format!("cassandra session: {text}"))
-    }
+    result.map_err(|source| SinkError::Session {
+        source: Box::new(source),
+    })
 }
 
 /// The cdrs-tokio sink.
@@ -229,7 +319,7 @@ impl CassandraSink {
     ///
     /// # Errors
     /// Retriable when Cassandra is unreachable; fatal on auth or schema errors.
-    pub async fn connect(config: &CassandraConfig) -> Result<Self, StageError> {
+    pub async fn connect(config: &CassandraConfig) -> Result<Self, SinkError> {
         let contact_points: Vec<NodeAddress> = config
             .contact_points
             .iter()
@@ -243,7 +333,7 @@ impl CassandraSink {
             None => Arc::new(NoneAuthenticatorProvider),
         };
         let timeout = config.request_timeout;
-        let timed_out = |what: &str| StageError::retriable(format!("cassandra {what}: timed out"));
+        let timed_out = |op: &'static str| SinkError::Timeout { op, after: timeout };
         // First one bare connection (STARTUP + authentication) to the first contact point: a
         // refused password or a TLS mismatch then surfaces at once as a fatal error; a cdrs
         // session would keep reconnecting until our timeout, hiding the cause.
@@ -256,11 +346,8 @@ impl CassandraSink {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string();
-            let server_name = ServerName::try_from(host.clone()).map_err(|e| {
-                StageError::fatal(format!(
-                    "cassandra.contact_points: `{host}` is not a TLS server name: {e}"
-                ))
-            })?;
+            let server_name = ServerName::try_from(host.clone())
+                .map_err(|source| SinkError::ServerName { host, source })?;
             let tls =
                 crate::tls::client_config(config.tls_ca_file.as_deref(), "cassandra.tls_ca_file")?;
             Some((server_name, tls))
@@ -279,7 +366,9 @@ impl CassandraSink {
                             .with_authenticator_provider(auth)
                             .build()
                             .await
-                            .map_err(|e| cql_error("connect", &e))?;
+                            .map_err(|source| SinkError::Session {
+                                source: Box::new(source),
+                            })?;
                         RustlsSessionBuilder::new(
                             RoundRobinLoadBalancingStrategy::new(),
                             node_config,
@@ -294,14 +383,16 @@ impl CassandraSink {
                             .with_authenticator_provider(auth)
                             .build()
                             .await
-                            .map_err(|e| cql_error("connect", &e))?;
+                            .map_err(|source| SinkError::Session {
+                                source: Box::new(source),
+                            })?;
                         TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config)
                             .build()
                             .await
                             .map(CdrsSession::Tcp)
                     }
                 };
-                result.map_err(|e| session_error(&e))
+                result.map_err(|source| SinkError::SessionBuild { source })
             }
         };
         tokio::time::timeout(timeout, probe(config, Arc::clone(&auth), tls.clone()))
@@ -326,19 +417,20 @@ impl CassandraSink {
                     config.offsets_table
                 ),
             ] {
-                session
-                    .query(cql)
-                    .await
-                    .map_err(|e| cql_error("create schema", &e))?;
+                // Not under request_timeout: a schema change on a cold node can take longer.
+                session.query(cql).await.map_err(|source| SinkError::Cql {
+                    op: "create schema",
+                    source: Box::new(source),
+                })?;
             }
         }
         let prepare = |cql: String| {
             let session = Arc::clone(&session);
             async move {
-                session
-                    .prepare(cql)
-                    .await
-                    .map_err(|e| cql_error("prepare", &e))
+                session.prepare(cql).await.map_err(|source| SinkError::Cql {
+                    op: "prepare",
+                    source: Box::new(source),
+                })
             }
         };
         let insert = prepare(format!(
@@ -399,41 +491,43 @@ impl CassandraSink {
         &self,
         prepared: &PreparedQuery,
         values: QueryValues,
-        what: &str,
-    ) -> Result<(), StageError> {
+        op: &'static str,
+    ) -> Result<(), SinkError> {
         let params = self.params(values);
-        tokio::time::timeout(
+        timed(
+            op,
             self.config.request_timeout,
             self.session.exec_with_params(prepared, &params),
         )
         .await
-        .map_err(|_| StageError::retriable(format!("cassandra {what}: timed out")))?
-        .map(|_| ())
-        .map_err(|e| cql_error(what, &e))
+        .map(drop)
     }
 }
 
 impl CassandraSink {
-    async fn exec_batch(&self, chunk: Vec<QueryValues>) -> Result<(), StageError> {
+    async fn exec_batch(&self, chunk: Vec<QueryValues>) -> Result<(), SinkError> {
         let mut batch = BatchQueryBuilder::new()
             .with_batch_type(BatchType::Unlogged)
             .with_consistency(consistency(self.config.consistency));
         for values in chunk {
             batch = batch.add_query_prepared(&self.insert, values);
         }
-        let batch = batch
-            .build()
-            .map_err(|e| StageError::retriable(format!("cassandra batch: {e}")))?;
-        tokio::time::timeout(self.config.request_timeout, self.session.batch(batch))
-            .await
-            .map_err(|_| StageError::retriable("cassandra batch: timed out"))?
-            .map(|_| ())
-            .map_err(|e| cql_error("batch", &e))
+        let batch = batch.build().map_err(|source| SinkError::Cql {
+            op: "batch",
+            source: Box::new(source),
+        })?;
+        timed(
+            "batch",
+            self.config.request_timeout,
+            self.session.batch(batch),
+        )
+        .await
+        .map(drop)
     }
 }
 
 impl RowSink for CassandraSink {
-    async fn write_rows(&self, rows: Vec<UserRow>) -> Result<(), StageError> {
+    async fn write_rows(&self, rows: Vec<UserRow>) -> Result<(), SinkError> {
         let values: Vec<QueryValues> = rows.into_iter().map(Self::row_values).collect();
         match self.config.write_mode {
             WriteMode::Concurrent => {
@@ -462,7 +556,7 @@ impl RowSink for CassandraSink {
         }
     }
 
-    async fn load_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StageError> {
+    async fn load_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, SinkError> {
         let params = StatementParamsBuilder::new()
             .with_values(QueryValues::SimpleValues(vec![
                 Value::from(topic.to_string()),
@@ -471,29 +565,29 @@ impl RowSink for CassandraSink {
             .with_consistency(consistency(self.config.consistency))
             .idempotent(true)
             .build();
-        let envelope = tokio::time::timeout(
+        let envelope = timed(
+            "load offset",
             self.config.request_timeout,
             self.session.exec_with_params(&self.load_offset, &params),
         )
-        .await
-        .map_err(|_| StageError::retriable("cassandra load offset: timed out"))?
-        .map_err(|e| cql_error("load offset", &e))?;
+        .await?;
+        let cql = |source| SinkError::Cql {
+            op: "load offset",
+            source: Box::new(source),
+        };
         // Anything but a rows answer is an error, not "no offset": with `start_from = latest`
         // a missing offset would skip data.
         let rows = envelope
             .response_body()
-            .map_err(|e| cql_error("load offset", &e))?
+            .map_err(cql)?
             .into_rows()
-            .ok_or_else(|| {
-                StageError::retriable(format!(
-                    "cassandra load offset of {topic}/{partition}: the answer has no rows section"
-                ))
+            .ok_or_else(|| SinkError::Answer {
+                op: "load offset",
+                detail: format!("the answer for {topic}/{partition} has no rows section"),
             })?;
         match rows.first() {
             None => Ok(None),
-            Some(row) => row
-                .get_by_name("next_offset")
-                .map_err(|e| cql_error("load offset", &e)),
+            Some(row) => row.get_by_name("next_offset").map_err(cql),
         }
     }
 
@@ -502,7 +596,7 @@ impl RowSink for CassandraSink {
         topic: &str,
         partition: i32,
         next_offset: i64,
-    ) -> Result<(), StageError> {
+    ) -> Result<(), SinkError> {
         let values = QueryValues::SimpleValues(vec![
             Value::from(topic.to_string()),
             Value::from(partition),
@@ -518,23 +612,87 @@ impl CassandraSink {
     ///
     /// # Errors
     /// Retriable on timeouts and CQL errors.
-    pub async fn release_version(&self) -> Result<String, StageError> {
+    pub async fn release_version(&self) -> Result<String, SinkError> {
         let cql = "SELECT release_version FROM system.local".to_string();
-        let envelope = tokio::time::timeout(self.config.request_timeout, self.session.query(cql))
-            .await
-            .map_err(|_| StageError::retriable("cassandra release_version: timed out"))?
-            .map_err(|e| cql_error("release_version", &e))?;
-        let rows = envelope
-            .response_body()
-            .map_err(|e| cql_error("release_version", &e))?
-            .into_rows()
-            .unwrap_or_default();
-        let version: Option<String> = match rows.first() {
-            Some(row) => row
-                .get_by_name("release_version")
-                .map_err(|e| cql_error("release_version", &e))?,
+        let envelope = timed(
+            "release_version",
+            self.config.request_timeout,
+            self.session.query(cql),
+        )
+        .await?;
+        let cql = |source| SinkError::Cql {
+            op: "release_version",
+            source: Box::new(source),
+        };
+        let rows = envelope.response_body().map_err(cql)?.into_rows();
+        let version: Option<String> = match rows.as_deref().and_then(<[_]>::first) {
+            Some(row) => row.get_by_name("release_version").map_err(cql)?,
             None => None,
         };
-        version.ok_or_else(|| StageError::retriable("cassandra release_version: no row"))
+        version.ok_or_else(|| SinkError::Answer {
+            op: "release_version",
+            detail: "no row".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdrs_tokio::error::Error;
+    use cdrs_tokio::frame::message_error::{ErrorBody, ErrorType};
+
+    fn server(ty: ErrorType) -> Error {
+        Error::Server {
+            body: ErrorBody {
+                message: "refused".into(),
+                ty,
+            },
+            addr: "127.0.0.1:9042".parse().expect("addr"),
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_kind_not_text() {
+        let cql = |source| SinkError::Cql {
+            op: "insert",
+            source: Box::new(source),
+        };
+        assert!(!cql(server(ErrorType::Authentication)).is_retriable());
+        assert!(!cql(server(ErrorType::Unauthorized)).is_retriable());
+        assert!(
+            !cql(server(ErrorType::Invalid)).is_retriable(),
+            "undefined column / unconfigured table"
+        );
+        assert!(cql(server(ErrorType::Overloaded)).is_retriable());
+        assert!(cql(server(ErrorType::IsBootstrapping)).is_retriable());
+        assert!(cql(Error::Io(std::io::ErrorKind::ConnectionRefused.into())).is_retriable());
+        assert!(cql(Error::Timeout("t".into())).is_retriable());
+        let refused_certificate = Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName),
+        ));
+        assert!(!cql(refused_certificate).is_retriable());
+        // During the handshake, the driver's untyped errors are authentication's.
+        let no_authenticator = SinkError::Session {
+            source: Box::new(Error::General("No authenticator was provided".into())),
+        };
+        assert!(!no_authenticator.is_retriable());
+        assert!(
+            SinkError::Session {
+                source: Box::new(Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
+            }
+            .is_retriable()
+        );
+        let timeout = SinkError::Timeout {
+            op: "batch",
+            after: Duration::from_secs(10),
+        };
+        assert!(timeout.is_retriable());
+        assert!(
+            timeout.to_string().contains("cassandra batch: timed out"),
+            "{timeout}"
+        );
+        assert!(!SinkError::NoContactPoints.is_retriable());
     }
 }

@@ -68,7 +68,7 @@ pub enum FetchError {
     RateLimited(Option<Duration>),
     #[error("server error {0}")]
     Server(u16),
-    #[error("request refused with {status}: {body}")]
+    #[error("request refused with {status}: {body} (check source.url and the query keys)")]
     Client { status: u16, body: String },
     #[error("unusable body: {0}")]
     Body(#[from] PageError),
@@ -269,7 +269,7 @@ impl UserApiClient {
         self.budget
             .acquire(estimate)
             .await
-            .map_err(|_| StageError::retriable("source budget closed"))
+            .map_err(|_| StageError::Disconnected("the source's byte budget"))
     }
 
     /// Fetches with retries: up to `source.max_attempts`, backoff with jitter, `Retry-After`.
@@ -459,16 +459,8 @@ async fn send_page(
     client.budget.resize(&mut reserved, bytes);
     page.budget = Some(Arc::new(reserved));
     tokio::select! {
-        sent = out.send(page) => sent.map(|()| true).map_err(|_| StageError::retriable("landing stage is gone")),
+        sent = out.send(page) => sent.map(|()| true).map_err(|_| StageError::Disconnected("the landing stage")),
         () = token.cancelled() => Ok(false),
-    }
-}
-
-fn fetch_error(e: FetchError) -> StageError {
-    if e.is_retriable() {
-        StageError::retriable(format!("source: {e}"))
-    } else {
-        StageError::fatal(format!("source: {e} (check source.url and the query keys)"))
     }
 }
 
@@ -498,7 +490,7 @@ async fn run_pages(
         let client = client.clone();
         async move {
             let reserved = client.reserve().await?;
-            let page = client.fetch(Some(page)).await.map_err(fetch_error)?;
+            let page = client.fetch(Some(page)).await?;
             Ok::<_, StageError>((index, page, reserved))
         }
     }))
@@ -534,7 +526,7 @@ async fn run_random(
             let client = client.clone();
             async move {
                 let reserved = client.reserve().await?;
-                let page = client.fetch(None).await.map_err(fetch_error)?;
+                let page = client.fetch(None).await?;
                 Ok::<_, StageError>((page, reserved))
             }
         })

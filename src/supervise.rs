@@ -23,28 +23,72 @@ use tokio_util::task::TaskTracker;
 use crate::config::BackoffConfig;
 use crate::telemetry::Metrics;
 
-/// A stage's failure, classified once by the module that knows the cause.
+/// A stage's failure: the typed error of the module that knows the cause, with its context
+/// (service, key, record, partition) and `#[source]` chain. The supervisor's one decision,
+/// retry or stop, is [`StageError::is_retriable`]; each module classifies its own errors.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StageError {
-    /// Whether running the stage again may succeed.
-    pub retriable: bool,
-    /// What went wrong, with context (service, key, record).
-    pub message: String,
+#[non_exhaustive]
+pub enum StageError {
+    /// The randomuser API (`source`).
+    #[error("source: {0}")]
+    Source(#[from] crate::source::FetchError),
+    /// Postgres: landing, the outbox, migrations.
+    #[error(transparent)]
+    Postgres(#[from] crate::landing::PostgresError),
+    /// Kafka: connect, topics, produce, fetch.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
+    /// Cassandra: connect, rows, offsets.
+    #[error(transparent)]
+    Cassandra(#[from] crate::sink::SinkError),
+    /// A record the relay cannot produce (a corrupted landed row): the row stays in the outbox.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
+    /// A stage this one hands records to (or takes budget from) has gone away: only during
+    /// shutdown or after that stage failed, which the supervisor handles; a restart is right.
+    #[error("{0} is gone")]
+    Disconnected(&'static str),
+    /// The stage's task panicked: a bug, but data is safe by construction (offsets after
+    /// writes), so it is restarted like a failure.
+    #[error("task panicked: {0}")]
+    Panicked(String),
+    /// Supervisor tests only.
+    #[cfg(test)]
+    #[error("{message}")]
+    Test { message: String, retriable: bool },
 }
 
 impl StageError {
-    pub fn retriable(message: impl std::fmt::Display) -> Self {
-        Self {
-            retriable: true,
-            message: message.to_string(),
+    /// Whether running the stage again may succeed: transient network and server conditions
+    /// are; refused credentials, unusable certificates, a schema or request the service
+    /// rejects and corrupted data are not (retrying would only hammer the service).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Source(e) => e.is_retriable(),
+            Self::Postgres(e) => e.is_retriable(),
+            Self::Kafka(e) => e.is_retriable(),
+            Self::Cassandra(e) => e.is_retriable(),
+            Self::Relay(_) => false,
+            Self::Disconnected(_) | Self::Panicked(_) => true,
+            #[cfg(test)]
+            Self::Test { retriable, .. } => *retriable,
         }
     }
-    pub fn fatal(message: impl std::fmt::Display) -> Self {
-        Self {
-            retriable: false,
-            message: message.to_string(),
+
+    /// The error and its causes, `: `-joined (for logs, `/readyz` and the status page).
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let next = cause.to_string();
+            // thiserror's `transparent` and "{0}" formats already include the cause.
+            if !text.contains(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = cause.source();
         }
+        text
     }
 }
 
@@ -280,20 +324,22 @@ impl Supervisor {
                     Ok(Err(e)) => e,
                     // A panic inside a stage is a bug, but the daemon keeps the data safe by
                     // construction (offsets after writes), so treat it like a failure.
-                    Err(join) => StageError::retriable(format!("task panicked: {join}")),
+                    Err(join) => StageError::Panicked(join.to_string()),
                 };
                 if token.is_cancelled() {
-                    tracing::info!(task = %name, error = %error, "task stopped during shutdown");
+                    tracing::info!(task = %name, error = %error.chain(), "task stopped during shutdown");
                     health.set(&name, TaskState::Finished);
                     return;
                 }
-                health.record_error(&name, &error.message, !error.retriable);
+                let message = error.chain();
+                let retriable = error.is_retriable();
+                health.record_error(&name, &message, !retriable);
                 health.set(&name, TaskState::Failed);
-                if !error.retriable {
-                    tracing::error!(task = %name, error = %error, "fatal error; stopping the daemon");
+                if !retriable {
+                    tracing::error!(task = %name, error = %message, "fatal error; stopping the daemon");
                     let _ = fatal_tx.send(Fatal {
                         task: name.clone(),
-                        message: error.message,
+                        message,
                     });
                     return;
                 }
@@ -303,7 +349,7 @@ impl Supervisor {
                 let delay = backoff_delay(&backoff, attempt, fastrand::f64());
                 attempt = attempt.saturating_add(1);
                 metrics.task_restarts.with_label_values(&[&name]).inc();
-                tracing::warn!(task = %name, error = %error, attempt, delay_ms = delay.as_millis() as u64, "task failed; restarting");
+                tracing::warn!(task = %name, error = %message, attempt, delay_ms = delay.as_millis() as u64, "task failed; restarting");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = token.cancelled() => {
@@ -377,7 +423,10 @@ mod tests {
             async move {
                 ctx.set_ready();
                 if r.fetch_add(1, Ordering::SeqCst) < 3 {
-                    Err(StageError::retriable("boom"))
+                    Err(StageError::Test {
+                        message: "boom".into(),
+                        retriable: true,
+                    })
                 } else {
                     Ok(())
                 }
@@ -410,7 +459,10 @@ mod tests {
             let r = Arc::clone(&r);
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
-                Err(StageError::fatal("password refused"))
+                Err(StageError::Test {
+                    message: "password refused".into(),
+                    retriable: false,
+                })
             }
         });
         let f = tokio::time::timeout(Duration::from_secs(5), fatal.recv())

@@ -39,6 +39,9 @@ pub enum Error {
     #[error("error connecting to broker \"{broker}\": {error}")]
     Transport {
         broker: String,
+        // pipeline patch: the cause is a `#[source]`, so a refused certificate can be found
+        // by walking the error chain instead of matching on text.
+        #[source]
         error: transport::Error,
     },
 
@@ -46,7 +49,7 @@ pub enum Error {
     SyncVersions(#[from] crate::messenger::SyncVersionsError),
 
     #[error("all retries failed: {0}")]
-    RetryFailed(BackoffError),
+    RetryFailed(#[source] BackoffError),
 
     #[error("Sasl handshake failed: {0}")]
     SaslFailed(#[from] crate::messenger::SaslError),
