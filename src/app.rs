@@ -17,14 +17,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consume::{self, Progress};
+use crate::exit::Exit;
 use crate::kafka;
 use crate::landing::{self, Landing, LandingInput};
 use crate::relay;
+use crate::shutdown::Signals;
 use crate::sink::CassandraSink;
 use crate::source::{self, UserApiClient};
 use crate::supervise::{Health, Supervisor};
 use crate::telemetry::metrics::LatencyRecorder;
 use crate::telemetry::notify::Notifier;
+use crate::telemetry::report::{self, RunReport};
 use crate::telemetry::status::{self, StatusBoard};
 use crate::telemetry::{Metrics, http};
 
@@ -44,107 +47,6 @@ pub enum Outcome {
     Fatal(String),
     /// The shutdown deadline passed.
     DeadlineExceeded,
-}
-
-/// Counts and latency of a run, printed at exit.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunReport {
-    pub elapsed_s: f64,
-    pub fetched: u64,
-    pub landed: u64,
-    pub relayed: u64,
-    pub consumed: u64,
-    pub written: u64,
-    pub dead_lettered: u64,
-    pub latency_p50_ms: Option<u64>,
-    pub latency_p99_ms: Option<u64>,
-    pub latency_max_ms: u64,
-    pub records_per_s: f64,
-    /// CPU seconds (user + system) the daemon used from start to the report
-    /// (`/proc/self/stat`; `None` where unavailable).
-    pub daemon_cpu_s: Option<f64>,
-    /// Peak resident set size of the daemon, MB (`VmHWM` of `/proc/self/status`).
-    pub daemon_rss_peak_mb: Option<f64>,
-    /// Final Prometheus text of the run (for `--metrics-out`).
-    #[serde(skip)]
-    pub metrics_text: String,
-}
-
-impl std::fmt::Display for RunReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
-        writeln!(f, "pipeline run report ({:.1} s)", self.elapsed_s)?;
-        writeln!(f, "  fetched       {:>10}", self.fetched)?;
-        writeln!(f, "  landed        {:>10}", self.landed)?;
-        writeln!(f, "  relayed       {:>10}", self.relayed)?;
-        writeln!(f, "  consumed      {:>10}", self.consumed)?;
-        writeln!(
-            f,
-            "  written       {:>10}  ({:.0} records/s)",
-            self.written, self.records_per_s
-        )?;
-        writeln!(f, "  dead-lettered {:>10}", self.dead_lettered)?;
-        write!(
-            f,
-            "  e2e latency   p50 {}  p99 {}  max {} ms",
-            ms(self.latency_p50_ms),
-            ms(self.latency_p99_ms),
-            self.latency_max_ms
-        )?;
-        if let (Some(cpu), Some(rss)) = (self.daemon_cpu_s, self.daemon_rss_peak_mb) {
-            write!(f, "\n  daemon        {cpu:.1} CPU-s  peak RSS {rss:.1} MB")?;
-        }
-        Ok(())
-    }
-}
-
-/// CPU seconds (utime + stime) of this process, from `/proc/self/stat`.
-fn process_cpu_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    // USER_HZ is 100 on every Linux ABI Rust targets.
-    Some((utime + stime) / 100.0)
-}
-
-/// Peak resident set size of this process in MB, from `VmHWM` in `/proc/self/status`.
-fn process_rss_peak_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn report(metrics: &Metrics, latency: &LatencyRecorder, started: Instant) -> RunReport {
-    let stage = |s: &str| metrics.records.with_label_values(&[s]).get();
-    let elapsed_s = started.elapsed().as_secs_f64();
-    let written = stage("sink");
-    RunReport {
-        elapsed_s,
-        fetched: stage("source"),
-        landed: stage("landing"),
-        relayed: stage("relay"),
-        consumed: stage("consumer"),
-        written,
-        dead_lettered: crate::model::RejectReason::ALL
-            .iter()
-            .map(|r| metrics.dead_letters.with_label_values(&[r.as_str()]).get())
-            .sum(),
-        latency_p50_ms: latency.quantile_ms(0.50),
-        latency_p99_ms: latency.quantile_ms(0.99),
-        latency_max_ms: latency.max_ms(),
-        records_per_s: if elapsed_s > 0.0 {
-            written as f64 / elapsed_s
-        } else {
-            0.0
-        },
-        daemon_cpu_s: process_cpu_s(),
-        daemon_rss_peak_mb: process_rss_peak_mb(),
-        metrics_text: metrics.render(),
-    }
 }
 
 /// Runs the daemon until a signal, a fatal error, or (with `drain_and_exit`) the end of a
@@ -416,10 +318,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     });
 
     // Wait for a reason to stop.
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot install SIGTERM handler: {e}"))?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| format!("cannot install SIGINT handler: {e}"))?;
+    let mut signals =
+        Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let drained = wait_drained(
         options.drain_and_exit,
         ingest_done.clone(),
@@ -428,8 +328,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         config.consumer.enabled,
     );
     let mut outcome = tokio::select! {
-        _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); Outcome::Stopped }
-        _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); Outcome::Stopped }
+        signal = signals.recv() => { tracing::info!("{signal}: shutting down"); Outcome::Stopped }
         Some(f) = fatal_rx.recv() => Outcome::Fatal(format!("{}: {}", f.task, f.message)),
         () = drained => { tracing::info!("everything drained; shutting down"); Outcome::Stopped }
     };
@@ -457,8 +356,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
                 outcome = Outcome::DeadlineExceeded;
             }
         }
-        _ = sigterm.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(130); }
-        _ = sigint.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(130); }
+        signal = signals.recv() => {
+            tracing::warn!("second signal ({signal}): exiting now");
+            Exit::Interrupted.now();
+        }
     }
     landing_stop.cancel();
     if let Some(w) = watchdog {
@@ -467,7 +368,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), sampler).await;
-    Ok((outcome, report(&metrics, &latency, started)))
+    Ok((outcome, report::report(&metrics, &latency, started)))
 }
 
 /// Test hook: `_PIPELINE_TEST_HANG=<task>` makes that task report ready and then stop turning

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PostgresConfig;
+use crate::outbox::Outbox;
 use crate::source::{FetchedPage, PageCursor};
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
@@ -147,16 +148,16 @@ pub struct Landed {
 #[derive(Clone)]
 pub struct Landing {
     pool: PgPool,
-    /// Woken after every commit that queued outbox rows: the relay of this process waits on
-    /// it (relays of other processes get the trigger's `NOTIFY pipeline_outbox`).
-    wake: Arc<tokio::sync::Notify>,
+    /// The outbox this landing writes to (in the same statement as the users); told after
+    /// every commit that queued rows, so the relay of this process wakes at once.
+    outbox: Outbox,
 }
 
 impl Landing {
     pub fn new(pool: PgPool) -> Self {
         Self {
+            outbox: Outbox::new(pool.clone()),
             pool,
-            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -165,8 +166,9 @@ impl Landing {
     }
 
     /// Notified when landed rows are waiting in the outbox.
-    pub fn wake(&self) -> &tokio::sync::Notify {
-        &self.wake
+    /// The outbox of this database (the relay's side of it).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Lands one page in one statement (atomic on its own: batch row, users and outbox rows
@@ -236,23 +238,12 @@ impl Landing {
         }
         drop(conn);
         if inserted > 0 {
-            self.wake.notify_one();
+            self.outbox.notify_committed();
         }
         Ok(Landed {
             new_page: new_page > 0,
             inserted: inserted.unsigned_abs(),
         })
-    }
-
-    /// Rows waiting in the outbox.
-    ///
-    /// # Errors
-    /// [`PostgresError`]; see [`PostgresError::is_retriable`].
-    pub async fn outbox_backlog(&self) -> Result<i64, PostgresError> {
-        sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(pg_error("count outbox"))
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`source`]: the HTTP client for the user API (rate limit, retries, schedule).
 //! - [`emulator`]: a randomuser-compatible server with fault injection.
 //! - [`landing`]: Postgres landing tables and the transactional outbox.
+//! - [`outbox`]: the outbox's read, acknowledge and backlog, the relay lease, wake-ups.
 //! - [`relay`]: outbox → Kafka.
 //! - [`kafka`]: client construction, topics, partitioning.
 //! - [`consume`]: per-partition consumers, dead letters.
@@ -31,6 +32,7 @@
 //! - [`tls`]: rustls client configuration for Kafka and Cassandra.
 //! - [`budget`]: byte budgets of the buffers between stages.
 //! - [`memory`]: transparent huge pages and the allocator's purge delay, set at start-up.
+//! - [`shutdown`]: SIGTERM/SIGINT handling; [`exit`]: the process's exit codes.
 //! - [`app`]: wires the stages together; `run`, `check`, `migrate`.
 
 pub mod app;
@@ -38,11 +40,14 @@ pub mod budget;
 pub mod config;
 pub mod consume;
 pub mod emulator;
+pub mod exit;
 pub mod kafka;
 pub mod landing;
 pub mod memory;
 pub mod model;
+pub mod outbox;
 pub mod relay;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod supervise;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pipeline::config::{Config, EXIT_CONFIG};
+use pipeline::config::Config;
+use pipeline::exit::Exit;
 use pipeline::telemetry::status::client;
 use pipeline::{app, emulator, telemetry};
 
@@ -77,7 +78,7 @@ fn load(cli: &Cli) -> Result<Config, ExitCode> {
     let allow_missing = cli.config == std::path::Path::new("pipeline.toml");
     Config::load(&cli.config, allow_missing).map_err(|e| {
         eprintln!("pipeline: configuration error: {e}");
-        ExitCode::from(EXIT_CONFIG as u8)
+        ExitCode::from(Exit::Config)
     })
 }
 
@@ -87,7 +88,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .build()
         .map_err(|e| {
             eprintln!("pipeline: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(Exit::Failure)
         })
 }
 
@@ -121,9 +122,9 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             rt.block_on(emulator::run(args.clone(), token))
                 .map_err(|e| {
                     eprintln!("pipeline emulator: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(Exit::Failure)
                 })?;
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(Exit::Success))
         }
         Command::Status { url, json } => {
             let config = load(&cli)?;
@@ -145,9 +146,9 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             rt.block_on(client::top(&base, token.as_deref()))
                 .map_err(|e| {
                     eprintln!("pipeline top: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(Exit::Failure)
                 })?;
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(Exit::Success))
         }
         Command::Check { connect } => {
             let config = load(&cli)?;
@@ -167,10 +168,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                     }
                 }
                 if !ok {
-                    return Err(ExitCode::from(69)); // EX_UNAVAILABLE
+                    return Err(Exit::Unavailable.into());
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(Exit::Success))
         }
         Command::Migrate => {
             let config = load(&cli)?;
@@ -178,10 +179,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             let rt = runtime()?;
             rt.block_on(app::migrate(&config)).map_err(|e| {
                 eprintln!("pipeline migrate: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(Exit::Failure)
             })?;
             eprintln!("pipeline: migrations applied");
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(Exit::Success))
         }
         Command::Run {
             drain_and_exit,
@@ -199,7 +200,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             };
             let (outcome, report) = rt.block_on(app::run(config, options)).map_err(|e| {
                 eprintln!("pipeline: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(Exit::Failure)
             })?;
             // Stages may still hold connections; don't wait for them after the deadline.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -220,14 +221,14 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                 eprintln!("pipeline: cannot write {}: {e}", path.display());
             }
             match outcome {
-                app::Outcome::Stopped => Ok(ExitCode::SUCCESS),
+                app::Outcome::Stopped => Ok(ExitCode::from(Exit::Success)),
                 app::Outcome::Fatal(message) => {
                     eprintln!("pipeline: stopped by a fatal error: {message}");
-                    Err(ExitCode::FAILURE)
+                    Err(ExitCode::from(Exit::Failure))
                 }
                 app::Outcome::DeadlineExceeded => {
                     eprintln!("pipeline: shutdown deadline exceeded");
-                    Err(ExitCode::FAILURE)
+                    Err(ExitCode::from(Exit::Failure))
                 }
             }
         }

@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rskafka::record::Record;
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DlqConfig};
 use crate::kafka::{self, Partitions};
-use crate::landing::{Landing, pg_error};
+use crate::landing::Landing;
 use crate::model;
+use crate::outbox::{Outbox, OutboxRow};
 use crate::supervise::StageError;
 use crate::telemetry::Metrics;
 
@@ -51,9 +51,6 @@ pub enum RelayError {
     },
 }
 use crate::telemetry::metrics::observe_ms;
-
-/// Advisory lock key electing the single relay of a database.
-const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
 
 /// Why and where a record is dead-lettered.
 #[derive(Debug, Clone, Copy)]
@@ -133,21 +130,11 @@ pub async fn run_relay(
     let dlq = Partitions::new(Arc::clone(&client), &config.dlq.topic, k.request_timeout);
     let compression = kafka::compression(k.compression);
 
-    // Single relay per database: hold the advisory lock on a connection of our own.
-    let mut lock_conn = landing
-        .pool()
-        .acquire()
-        .await
-        .map_err(pg_error("acquire"))?
-        .detach();
-    loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RELAY_LOCK_KEY)
-            .fetch_one(&mut lock_conn)
-            .await
-            .map_err(pg_error("advisory lock"))?;
-        if got {
-            break;
+    let outbox = landing.outbox();
+    // Single relay per database: hold the lease (an advisory lock) while relaying.
+    let _lease = loop {
+        if let Some(lease) = outbox.lead().await? {
+            break lease;
         }
         mark_ready();
         metrics
@@ -158,16 +145,16 @@ pub async fn run_relay(
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
             () = token.cancelled() => return Ok(()),
         }
-    }
+    };
     mark_ready();
 
     // Other daemons' landings (and replays) wake us through the outbox trigger's NOTIFY.
-    let listener = tokio::spawn(forward_notifications(landing.clone(), token.clone()));
+    let listener = tokio::spawn(outbox.clone().listen(token.clone()));
     let _listener = AbortOnDrop(listener);
 
     let relay = Relay {
         config: &config,
-        landing: &landing,
+        outbox,
         metrics: &metrics,
         topic,
         dlq,
@@ -185,7 +172,7 @@ pub async fn run_relay(
     while !token.is_cancelled() {
         metrics.heartbeats.beat("relay");
         if last_backlog_check.elapsed() >= BACKLOG_EVERY {
-            metrics.outbox_backlog.set(landing.outbox_backlog().await?);
+            metrics.outbox_backlog.set(outbox.backlog().await?);
             last_backlog_check = Instant::now();
         }
         let skip = pending.as_ref().map_or((0, 0), |r| r.seq_range);
@@ -203,7 +190,7 @@ pub async fn run_relay(
                 .heartbeats
                 .waiting_for("relay", config.postgres.relay_idle_poll);
             tokio::select! {
-                () = landing.wake().notified() => {}
+                () = outbox.woken().notified() => {}
                 () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
                 () = token.cancelled() => {}
             }
@@ -215,7 +202,7 @@ pub async fn run_relay(
 /// What one relay round needs of the stage.
 struct Relay<'a> {
     config: &'a Config,
-    landing: &'a Landing,
+    outbox: &'a Outbox,
     metrics: &'a Metrics,
     topic: Partitions,
     dlq: Partitions,
@@ -242,59 +229,23 @@ impl Relay<'_> {
         let k = &self.config.kafka;
         let limit = i64::from(self.config.postgres.relay_batch_rows);
         let reading = Instant::now();
-        let rows = sqlx::query(
-            "(SELECT seq, user_id, fetched_at_ms, message FROM outbox \
-               WHERE seq < $1 ORDER BY seq LIMIT $3) \
-             UNION ALL \
-             (SELECT seq, user_id, fetched_at_ms, message FROM outbox \
-               WHERE seq > $2 ORDER BY seq LIMIT $3) \
-             ORDER BY seq LIMIT $3",
-        )
-        .bind(skip.0)
-        .bind(skip.1)
-        .bind(limit)
-        .fetch_all(self.landing.pool())
-        .await
-        .map_err(pg_error("read outbox"))?;
+        let queued = self.outbox.read(skip, limit).await?;
         self.metrics
             .batch_duration
             .with_label_values(&["relay_read"])
             .observe(reading.elapsed().as_secs_f64());
-        if rows.is_empty() {
+        if queued.is_empty() {
             return Ok(None);
         }
         let read_at = Instant::now();
         // A full read means at least this many wait; the slow count corrects it.
-        let read = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        let read = i64::try_from(queued.len()).unwrap_or(i64::MAX);
         let backlog = &self.metrics.outbox_backlog;
         backlog.set(if read == limit {
             read.max(backlog.get())
         } else {
             read
         });
-        let mut legacy: Vec<i64> = Vec::new();
-        let mut queued: Vec<Queued> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let seq: i64 = row.try_get(0).map_err(pg_error("decode"))?;
-            let id: String = row.try_get(1).map_err(pg_error("decode"))?;
-            let fetched_at_ms: Option<i64> = row.try_get(2).map_err(pg_error("decode"))?;
-            let message: Option<Vec<u8>> = row.try_get(3).map_err(pg_error("decode"))?;
-            match (fetched_at_ms, message) {
-                (Some(fetched_at_ms), Some(value)) => queued.push(Queued {
-                    seq,
-                    id,
-                    fetched_at_ms,
-                    value,
-                }),
-                _ => legacy.push(seq),
-            }
-        }
-        drop(rows);
-        if !legacy.is_empty() {
-            // Keep seq order: a partition's records are produced in outbox order.
-            queued.extend(legacy_rows(self.landing, &legacy).await?);
-            queued.sort_unstable_by_key(|q| q.seq);
-        }
         let now_ms = chrono::Utc::now().timestamp_millis();
         let relay_wait = self.metrics.stage("relay_wait");
         let mut round = Round {
@@ -307,10 +258,10 @@ impl Relay<'_> {
             too_large: Vec::new(),
             read_at,
         };
-        for Queued {
+        for OutboxRow {
             id,
             fetched_at_ms,
-            value,
+            message: value,
             ..
         } in queued
         {
@@ -392,11 +343,7 @@ impl Relay<'_> {
         }
         let acked = round.read_at.elapsed().as_secs_f64();
         let deleting = Instant::now();
-        sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
-            .bind(&round.seqs)
-            .execute(self.landing.pool())
-            .await
-            .map_err(pg_error("delete relayed"))?;
+        self.outbox.acknowledge(&round.seqs).await?;
         self.metrics
             .batch_duration
             .with_label_values(&["relay_delete"])
@@ -418,79 +365,6 @@ impl Relay<'_> {
 /// How often the relay counts the outbox for `pipeline_outbox_backlog_rows` (the hot loop
 /// only knows what it read).
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
-
-/// An outbox row ready to produce.
-struct Queued {
-    seq: i64,
-    id: String,
-    fetched_at_ms: i64,
-    value: Vec<u8>,
-}
-
-/// Rows landed by a version that did not store the message: built from `users_landed.raw`.
-async fn legacy_rows(landing: &Landing, seqs: &[i64]) -> Result<Vec<Queued>, StageError> {
-    let rows = sqlx::query(
-        "SELECT o.seq, u.id, (extract(epoch FROM u.fetched_at) * 1000)::bigint, u.raw \
-         FROM outbox o JOIN users_landed u ON u.id = o.user_id \
-         WHERE o.seq = ANY($1) ORDER BY o.seq",
-    )
-    .bind(seqs)
-    .fetch_all(landing.pool())
-    .await
-    .map_err(pg_error("read legacy outbox rows"))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let seq: i64 = row.try_get(0).map_err(pg_error("decode"))?;
-        let id: String = row.try_get(1).map_err(pg_error("decode"))?;
-        let fetched_at_ms: i64 = row.try_get(2).map_err(pg_error("decode"))?;
-        let raw: String = row.try_get(3).map_err(pg_error("decode"))?;
-        // `raw` is what an older version landed as jsonb, so this fails only on a corrupted
-        // row: stop and say which (the row stays in the outbox) rather than produce something
-        // else in its place.
-        let value = serde_json::from_str::<serde_json::Value>(&raw)
-            .and_then(|user| model::encode_message(&id, &user))
-            .map_err(|source| RelayError::LandedJson {
-                seq,
-                id: id.clone(),
-                source,
-            })?;
-        out.push(Queued {
-            seq,
-            id,
-            fetched_at_ms,
-            value,
-        });
-    }
-    Ok(out)
-}
-
-/// Forwards `NOTIFY pipeline_outbox` to the in-process wake-up, reconnecting after errors;
-/// a missed notification costs at most one `relay_idle_poll`.
-async fn forward_notifications(landing: Landing, token: CancellationToken) {
-    while !token.is_cancelled() {
-        let listener = async {
-            let mut l = sqlx::postgres::PgListener::connect_with(landing.pool()).await?;
-            l.listen("pipeline_outbox").await?;
-            loop {
-                l.recv().await?;
-                landing.wake().notify_one();
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        let result = tokio::select! {
-            r = listener => r,
-            () = token.cancelled() => return,
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "outbox listener lost; falling back to the poll");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = token.cancelled() => return,
-        }
-    }
-}
 
 /// Aborts a spawned task when dropped (the relay's listener ends with the relay).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -6,6 +6,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod report;
 pub mod status;
 
 pub use metrics::Metrics;

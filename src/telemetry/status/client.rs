@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use super::{Status, summary_line};
 
+use crate::exit::Exit;
+
 /// Exit code when the daemon cannot be reached (`EX_UNAVAILABLE`).
-pub const EXIT_UNREACHABLE: u8 = 69;
+pub const EXIT_UNREACHABLE: u8 = Exit::Unavailable.code();
 /// Exit code when the daemon refused the token (`EX_NOPERM`).
-pub const EXIT_UNAUTHORIZED: u8 = 77;
+pub const EXIT_UNAUTHORIZED: u8 = Exit::Unauthorized.code();
 
 /// Why the status could not be read.
 #[derive(Debug, thiserror::Error)]
