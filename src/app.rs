@@ -16,14 +16,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consume::{self, Progress};
+use crate::consume::{self, ConsumerStage, Progress};
 use crate::exit::Exit;
 use crate::kafka;
-use crate::landing::{self, Landing, LandingInput};
-use crate::relay;
+use crate::landing::{self, Landing, LandingInput, LandingStage};
+use crate::relay::RelayStage;
 use crate::shutdown::Signals;
 use crate::sink::CassandraSink;
-use crate::source::{self, UserApiClient};
+use crate::source::{SourceStage, UserApiClient};
 use crate::supervise::{Health, Supervisor};
 use crate::telemetry::metrics::LatencyRecorder;
 use crate::telemetry::notify::Notifier;
@@ -94,6 +94,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         config.runtime.backoff.clone(),
         config.runtime.healthy_after,
     );
+    // Shutdown order: the source stops first; landing runs until its channel closes (its
+    // token is only the deadline's hard stop); then the relay; then the consumers.
     let source_token = CancellationToken::new();
     let landing_stop = CancellationToken::new();
     let relay_token = CancellationToken::new();
@@ -101,9 +103,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     // Cancelled when the bounded ingest is complete: the source finished *and* landing
     // committed every page it was handed (its channel closed and drained).
     let ingest_done = CancellationToken::new();
+    // The source starts once the stages after it are up (`source::wait_for_downstream`).
+    let relay_up = CancellationToken::new();
+    let consumer_up = CancellationToken::new();
 
     let pool = landing::connect_lazy(&config.postgres).map_err(|e| e.to_string())?;
-    let landing = Landing::new(pool);
+    let landing = Landing::new(pool).with_migrate_on_start(config.postgres.migrate_on_start);
     let sampler = tokio::spawn(status::run_sampler(
         Arc::clone(&board),
         Some(landing.pool().clone()),
@@ -111,33 +116,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         config.log.progress_interval,
         http_stop.clone(),
     ));
-    let migrated = Arc::new(tokio::sync::OnceCell::new());
-    let ensure_migrated = {
-        let landing = landing.clone();
-        let migrated = Arc::clone(&migrated);
-        let enabled = config.postgres.migrate_on_start;
-        move || {
-            let landing = landing.clone();
-            let migrated = Arc::clone(&migrated);
-            async move {
-                if enabled {
-                    migrated
-                        .get_or_try_init(|| landing::migrate(landing.pool()))
-                        .await?;
-                }
-                Ok::<(), crate::supervise::StageError>(())
-            }
-        }
-    };
 
-    // The source starts once the stages after it are up (see `wait_for_downstream`).
-    let relay_up = CancellationToken::new();
-    let consumer_up = CancellationToken::new();
-    if !config.consumer.enabled {
-        consumer_up.cancel();
-    }
-
-    // Source and landing.
+    // API ──► source ──► (bounded channel) ──► landing ──► Postgres users + outbox
     let mut ingest_handles = Vec::new();
     if config.source.enabled {
         let (tx, rx) = mpsc::channel(config.postgres.channel_capacity);
@@ -145,145 +125,49 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             .channel_capacity
             .with_label_values(&["source_to_landing"])
             .set(config.postgres.channel_capacity as i64);
-        let input = LandingInput::new(rx);
         let client = UserApiClient::new(&config.source, &config.runtime.backoff, metrics.clone())
             .map_err(|e| format!("source: {e}"))?;
-        {
-            let landing = landing.clone();
-            let ensure = ensure_migrated.clone();
-            let tx = tx.clone();
-            let downstream = [relay_up.clone(), consumer_up.clone()];
-            ingest_handles.push(
-                supervisor.spawn("source", source_token.clone(), move |ctx| {
-                    let client = client.clone();
-                    let cursor = Arc::new(landing.clone());
-                    let tx = tx.clone();
-                    let ensure = ensure.clone();
-                    let downstream = downstream.clone();
-                    async move {
-                        ensure().await?;
-                        if !wait_for_downstream(&ctx.token, &downstream).await {
-                            return Ok(());
-                        }
-                        source::run_source(client, cursor, tx, ctx.token.clone(), || {
-                            ctx.set_ready()
-                        })
-                        .await
-                    }
-                }),
-            );
-        }
-        drop(tx);
-        let landing2 = landing.clone();
-        let m = metrics.clone();
-        let ensure = ensure_migrated.clone();
-        let stop = landing_stop.clone();
-        let done = ingest_done.clone();
-        ingest_handles.push(
-            supervisor.spawn("landing", landing_stop.clone(), move |ctx| {
-                let landing = landing2.clone();
-                let input = Arc::clone(&input);
-                let m = m.clone();
-                let ensure = ensure.clone();
-                let stop = stop.clone();
-                let done = done.clone();
-                async move {
-                    ensure().await?;
-                    landing::run_landing(landing, input, m, stop.clone(), || ctx.set_ready())
-                        .await?;
-                    if !stop.is_cancelled() {
-                        done.cancel();
-                    }
-                    Ok(())
-                }
-            }),
-        );
+        let source = SourceStage {
+            client,
+            cursor: Arc::new(landing.clone()),
+            out: tx,
+            downstream: vec![relay_up.clone(), consumer_up.clone()],
+        };
+        ingest_handles.push(supervisor.run(source, source_token.clone()));
+        let landing_stage = LandingStage {
+            landing: landing.clone(),
+            input: LandingInput::new(rx),
+            metrics: metrics.clone(),
+            done: ingest_done.clone(),
+        };
+        ingest_handles.push(supervisor.run(landing_stage, landing_stop.clone()));
     } else {
         ingest_done.cancel();
     }
 
-    // Relay.
-    let relay_handle = {
-        let config = Arc::clone(&config);
-        let landing = landing.clone();
-        let m = metrics.clone();
-        let ensure = ensure_migrated.clone();
-        let up = relay_up.clone();
-        supervisor.spawn("relay", relay_token.clone(), move |ctx| {
-            let config = Arc::clone(&config);
-            let landing = landing.clone();
-            let m = m.clone();
-            let ensure = ensure.clone();
-            let up = up.clone();
-            async move {
-                if test_hang_hook("relay") {
-                    ctx.set_ready();
-                    ctx.token.cancelled().await;
-                    return Ok(());
-                }
-                let connect = async {
-                    ensure().await?;
-                    Ok(kafka::connect(&config.kafka).await?)
-                };
-                let Some(client) = until_cancelled(&ctx.token, connect).await? else {
-                    return Ok(());
-                };
-                let client = Arc::new(client);
-                relay::run_relay(config, landing, client, m, ctx.token.clone(), || {
-                    ctx.set_ready();
-                    up.cancel();
-                })
-                .await
-            }
-        })
+    // outbox ──► relay ──► Kafka `kafka.topic` (oversized records ──► `dlq.topic`)
+    let relay = RelayStage {
+        config: Arc::clone(&config),
+        landing: landing.clone(),
+        metrics: metrics.clone(),
+        up: relay_up,
     };
+    let relay_handle = supervisor.run(relay, relay_token.clone());
 
-    // Consumers.
+    // Kafka ──► per-partition consumers ──► validate ──► Cassandra rows + offsets
+    //                                          └──► `dlq.topic` with a reason
     let consumer_handle = if config.consumer.enabled {
-        let config = Arc::clone(&config);
-        let m = metrics.clone();
-        let latency = Arc::clone(&latency);
-        let progress = Arc::clone(&progress);
-        let board = Arc::clone(&board);
-        let up = consumer_up.clone();
-        Some(
-            supervisor.spawn("consumer", consumer_token.clone(), move |ctx| {
-                let config = Arc::clone(&config);
-                let m = m.clone();
-                let latency = Arc::clone(&latency);
-                let progress = Arc::clone(&progress);
-                let board = Arc::clone(&board);
-                let up = up.clone();
-                async move {
-                    let connect = async {
-                        let sink = CassandraSink::connect(&config.cassandra).await?;
-                        let client = kafka::connect(&config.kafka).await?;
-                        Ok::<_, crate::supervise::StageError>((sink, client))
-                    };
-                    let Some((sink, client)) = until_cancelled(&ctx.token, connect).await? else {
-                        return Ok(());
-                    };
-                    // For the status page only: a failure here is not the stage's.
-                    if let Ok(version) = sink.release_version().await {
-                        board.set_service_version("cassandra", &version);
-                    }
-                    let stage = consume::ConsumerStage {
-                        config,
-                        sink: Arc::new(sink),
-                        client: Arc::new(client),
-                        metrics: m,
-                        latency,
-                        progress,
-                    };
-                    consume::run_consumers(stage, ctx.token.clone(), || {
-                        ctx.set_ready();
-                        up.cancel();
-                    })
-                    .await
-                }
-            }),
-        )
+        let consumers = ConsumerStage {
+            config: Arc::clone(&config),
+            metrics: metrics.clone(),
+            latency: Arc::clone(&latency),
+            progress: Arc::clone(&progress),
+            board: Arc::clone(&board),
+            up: consumer_up,
+        };
+        Some(supervisor.run(consumers, consumer_token.clone()))
     } else {
+        consumer_up.cancel();
         None
     };
 
@@ -371,13 +255,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     Ok((outcome, report::report(&metrics, &latency, started)))
 }
 
-/// Test hook: `_PIPELINE_TEST_HANG=<task>` makes that task report ready and then stop turning
-/// (it only waits for shutdown), for the watchdog test (tests/it/notify.rs). Not a config
-/// key on purpose: no `PIPELINE_` prefix, never set outside tests.
-fn test_hang_hook(task: &str) -> bool {
-    std::env::var("_PIPELINE_TEST_HANG").is_ok_and(|v| v == task)
-}
-
 /// Resolves when `enabled` and the bounded ingest is complete (every fetched page landed),
 /// the outbox is empty and every partition committed up to a high watermark fetched after the
 /// relay went idle.
@@ -421,50 +298,6 @@ async fn wait_drained(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-/// Longest the source waits at start-up for the relay and the consumers (`wait_for_downstream`).
-const SOURCE_START_WAIT: Duration = Duration::from_secs(10);
-
-/// Holds the source back at start-up until the relay and this daemon's consumers are up
-/// (topics created, connections open, partitions assigned), so the first pages do not wait
-/// in the outbox for them: without it, the records of the first ~0.3 s queued behind
-/// start-up and were the p99 of a 20 s run at 2,000/s. At most [`SOURCE_START_WAIT`]: a
-/// relay standing by for another daemon's lock, or Kafka down, must not keep the source from
-/// landing (the outbox is durable). A restarted source does not wait again. False when the
-/// daemon stops first.
-async fn wait_for_downstream(token: &CancellationToken, up: &[CancellationToken]) -> bool {
-    let all_up = async {
-        for stage in up {
-            stage.cancelled().await;
-        }
-    };
-    tokio::select! {
-        () = all_up => true,
-        () = tokio::time::sleep(SOURCE_START_WAIT) => {
-            tracing::info!(
-                waited = ?SOURCE_START_WAIT,
-                "relay or consumers not up yet; the source starts anyway (the outbox keeps the records)"
-            );
-            true
-        }
-        () = token.cancelled() => false,
-    }
-}
-
-/// Runs a connect phase unless `token` is cancelled first (then `Ok(None)`): a stage that is
-/// still connecting when shutdown starts must not hold the shutdown for a whole timeout.
-///
-/// # Errors
-/// The connect phase's error.
-async fn until_cancelled<T>(
-    token: &CancellationToken,
-    fut: impl std::future::Future<Output = Result<T, crate::supervise::StageError>>,
-) -> Result<Option<T>, crate::supervise::StageError> {
-    tokio::select! {
-        r = fut => r.map(Some),
-        () = token.cancelled() => Ok(None),
     }
 }
 

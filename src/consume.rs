@@ -29,10 +29,11 @@ use crate::config::{Config, StartFrom};
 use crate::kafka::{self, Partitions};
 use crate::model;
 use crate::relay::DeadLetter;
-use crate::sink::RowSink;
-use crate::supervise::StageError;
+use crate::sink::{CassandraSink, RowSink};
+use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{LatencyRecorder, observe_ms};
+use crate::telemetry::status::StatusBoard;
 
 /// Progress of each assigned partition, for lag, readiness and drain detection.
 #[derive(Debug, Default)]
@@ -147,8 +148,58 @@ fn record_bytes(r: &RecordAndOffset) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
 }
 
-/// What the consumer stage is built from.
-pub struct ConsumerStage<S: RowSink> {
+/// The consumers under supervision: one Cassandra session and one Kafka client shared by a
+/// fetcher and a writer per assigned partition.
+pub struct ConsumerStage {
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    pub latency: Arc<LatencyRecorder>,
+    pub progress: Arc<Progress>,
+    pub board: Arc<StatusBoard>,
+    /// Cancelled once partitions are assigned and consumed: the source waits for it.
+    pub up: CancellationToken,
+}
+
+impl Stage for ConsumerStage {
+    type Running = (CassandraSink, rskafka::client::Client);
+
+    fn name(&self) -> &'static str {
+        "consumer"
+    }
+
+    async fn start(&self, _ctx: &StageContext) -> Result<Self::Running, StageError> {
+        let sink = CassandraSink::connect(&self.config.cassandra).await?;
+        let client = kafka::connect(&self.config.kafka).await?;
+        // For the status page only: a failure here is not the stage's.
+        if let Ok(version) = sink.release_version().await {
+            self.board.set_service_version("cassandra", &version);
+        }
+        Ok((sink, client))
+    }
+
+    async fn run(
+        &self,
+        (sink, client): Self::Running,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        let consumers = Consumers {
+            config: Arc::clone(&self.config),
+            sink: Arc::new(sink),
+            client: Arc::new(client),
+            metrics: self.metrics.clone(),
+            latency: Arc::clone(&self.latency),
+            progress: Arc::clone(&self.progress),
+        };
+        run_consumers(consumers, ctx.token.clone(), || {
+            ctx.set_ready();
+            self.up.cancel();
+        })
+        .await
+    }
+}
+
+/// What the consumers run with, for any [`RowSink`].
+pub struct Consumers<S: RowSink> {
     pub config: Arc<Config>,
     pub sink: Arc<S>,
     pub client: Arc<rskafka::client::Client>,
@@ -162,11 +213,11 @@ pub struct ConsumerStage<S: RowSink> {
 /// # Errors
 /// The first partition failure (all partitions then restart from their stored offsets).
 pub async fn run_consumers<S: RowSink>(
-    stage: ConsumerStage<S>,
+    stage: Consumers<S>,
     token: CancellationToken,
     mark_ready: impl Fn(),
 ) -> Result<(), StageError> {
-    let ConsumerStage {
+    let Consumers {
         config,
         sink,
         client,

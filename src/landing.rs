@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PostgresConfig;
 use crate::outbox::Outbox;
 use crate::source::{FetchedPage, PageCursor};
-use crate::supervise::StageError;
+use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::observe_ms;
 
@@ -151,6 +151,10 @@ pub struct Landing {
     /// The outbox this landing writes to (in the same statement as the users); told after
     /// every commit that queued rows, so the relay of this process wakes at once.
     outbox: Outbox,
+    /// `postgres.migrate_on_start`; the migrations run once per process, by whichever stage
+    /// needs the tables first.
+    migrate_on_start: bool,
+    migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Landing {
@@ -158,7 +162,30 @@ impl Landing {
         Self {
             outbox: Outbox::new(pool.clone()),
             pool,
+            migrate_on_start: false,
+            migrated: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Runs the migrations in [`Landing::ensure_migrated`] (`postgres.migrate_on_start`).
+    #[must_use]
+    pub fn with_migrate_on_start(mut self, enabled: bool) -> Self {
+        self.migrate_on_start = enabled;
+        self
+    }
+
+    /// Applies the migrations once per process when `migrate_on_start` (a no-op otherwise,
+    /// and after the first success).
+    ///
+    /// # Errors
+    /// See [`migrate`].
+    pub async fn ensure_migrated(&self) -> Result<(), PostgresError> {
+        if self.migrate_on_start {
+            self.migrated
+                .get_or_try_init(|| migrate(&self.pool))
+                .await?;
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -251,6 +278,10 @@ impl Landing {
 const SHRINK_ABOVE_BYTES: usize = 1 << 20;
 
 impl PageCursor for Landing {
+    async fn ready(&self) -> Result<(), StageError> {
+        Ok(self.ensure_migrated().await?)
+    }
+
     async fn landed_pages(&self, seed: &str, candidates: &[u32]) -> Result<Vec<u32>, StageError> {
         let pages = candidates
             .iter()
@@ -308,6 +339,48 @@ impl LandingInput {
             rx: Mutex::new(rx),
             in_hand: Mutex::new(None),
         })
+    }
+}
+
+/// The landing stage under supervision: lands pages until the source's channel closes.
+pub struct LandingStage {
+    pub landing: Landing,
+    pub input: Arc<LandingInput>,
+    pub metrics: Metrics,
+    /// Cancelled once every page the source sent is committed (the channel closed and
+    /// drained, not cut short by the shutdown deadline): the bounded ingest is complete.
+    pub done: CancellationToken,
+}
+
+impl Stage for LandingStage {
+    type Running = ();
+
+    fn name(&self) -> &'static str {
+        "landing"
+    }
+
+    async fn start(&self, _ctx: &StageContext) -> Result<(), StageError> {
+        Ok(self.landing.ensure_migrated().await?)
+    }
+
+    /// The stage's token is the hard stop: landing otherwise runs until the source's channel
+    /// closes, so that every fetched page is committed.
+    async fn run(&self, (): (), ctx: &StageContext) -> Result<(), StageError> {
+        run_landing(
+            self.landing.clone(),
+            Arc::clone(&self.input),
+            self.metrics.clone(),
+            ctx.token.clone(),
+            || ctx.set_ready(),
+        )
+        .await
+    }
+
+    async fn drain(&self, ctx: &StageContext) -> Result<(), StageError> {
+        if !ctx.token.is_cancelled() {
+            self.done.cancel();
+        }
+        Ok(())
     }
 }
 

@@ -33,7 +33,7 @@ use crate::kafka::{self, Partitions};
 use crate::landing::Landing;
 use crate::model;
 use crate::outbox::{Outbox, OutboxRow};
-use crate::supervise::StageError;
+use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;
 
 /// A landed row the relay cannot turn into a Kafka record. The row stays in the outbox and
@@ -109,6 +109,56 @@ impl DeadLetter<'_> {
 struct Outgoing {
     partition: i32,
     record: Record,
+}
+
+/// The relay under supervision.
+pub struct RelayStage {
+    pub config: Arc<Config>,
+    pub landing: Landing,
+    pub metrics: Metrics,
+    /// Cancelled once the relay is up (it leads, or stands by for another daemon's lease):
+    /// the source waits for it at start-up.
+    pub up: CancellationToken,
+}
+
+impl Stage for RelayStage {
+    type Running = Arc<rskafka::client::Client>;
+
+    fn name(&self) -> &'static str {
+        "relay"
+    }
+
+    async fn start(&self, _ctx: &StageContext) -> Result<Self::Running, StageError> {
+        self.landing.ensure_migrated().await?;
+        Ok(Arc::new(kafka::connect(&self.config.kafka).await?))
+    }
+
+    async fn run(&self, client: Self::Running, ctx: &StageContext) -> Result<(), StageError> {
+        if test_hang_hook(self.name()) {
+            ctx.set_ready();
+            ctx.token.cancelled().await;
+            return Ok(());
+        }
+        run_relay(
+            Arc::clone(&self.config),
+            self.landing.clone(),
+            client,
+            self.metrics.clone(),
+            ctx.token.clone(),
+            || {
+                ctx.set_ready();
+                self.up.cancel();
+            },
+        )
+        .await
+    }
+}
+
+/// Test hook: `_PIPELINE_TEST_HANG=<task>` makes that task report ready and then stop turning
+/// (it only waits for shutdown), for the watchdog test (tests/it/notify.rs). Not a config
+/// key on purpose: no `PIPELINE_` prefix, never set outside tests.
+fn test_hang_hook(task: &str) -> bool {
+    std::env::var("_PIPELINE_TEST_HANG").is_ok_and(|v| v == task)
 }
 
 /// The relay stage.

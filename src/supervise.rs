@@ -130,6 +130,47 @@ impl Backoff {
     }
 }
 
+/// A stage as the supervisor runs it: the one shape every stage of the daemon has.
+///
+/// One value lives for the whole daemon, so state that must survive a restart (landing's page
+/// in hand, the source's channel) lives in it. Each (re)start calls [`Stage::start`] (connect,
+/// create what is missing) and then [`Stage::run`] until the stage's token is cancelled or its
+/// input ends; [`Stage::drain`] runs after `run` returned `Ok` (the input ended or the token
+/// was cancelled) and hands on what the stage still holds. An error from any of them goes to
+/// the supervisor, which restarts the stage after a backoff or stops the daemon
+/// ([`StageError::is_retriable`]).
+///
+/// # Cancellation
+/// A `start` that is still connecting when the token is cancelled is dropped (no shutdown
+/// waits for a connect timeout); `run` is expected to stop at its next safe point (after the
+/// batch in hand) once the token is cancelled.
+pub trait Stage: Send + Sync + 'static {
+    /// What `start` hands to `run`: the stage's connections.
+    type Running: Send;
+
+    /// Name in logs, metrics, `/readyz` and the status page.
+    fn name(&self) -> &'static str;
+
+    /// Connects and prepares. Call [`StageContext::set_ready`] here or in `run` once the
+    /// stage does work.
+    fn start(
+        &self,
+        ctx: &StageContext,
+    ) -> impl Future<Output = Result<Self::Running, StageError>> + Send;
+
+    /// Does the stage's work until the token is cancelled or the input ends.
+    fn run(
+        &self,
+        running: Self::Running,
+        ctx: &StageContext,
+    ) -> impl Future<Output = Result<(), StageError>> + Send;
+
+    /// After `run` returned `Ok`: finishes what the stage holds. Nothing by default.
+    fn drain(&self, _ctx: &StageContext) -> impl Future<Output = Result<(), StageError>> + Send {
+        async { Ok(()) }
+    }
+}
+
 /// State of one supervised task, as `/readyz` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskState {
@@ -358,6 +399,24 @@ impl Supervisor {
                     }
                 }
                 health.set(&name, TaskState::Starting);
+            }
+        })
+    }
+
+    /// Runs `stage` under supervision (see [`Stage`]) until it finishes, fails fatally, or
+    /// `token` is cancelled. The handle resolves when supervision of this stage ends.
+    pub fn run<S: Stage>(&self, stage: S, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let stage = Arc::new(stage);
+        let name = stage.name();
+        self.spawn(name, token, move |ctx| {
+            let stage = Arc::clone(&stage);
+            async move {
+                let running = tokio::select! {
+                    r = stage.start(&ctx) => r?,
+                    () = ctx.token.cancelled() => return Ok(()),
+                };
+                stage.run(running, &ctx).await?;
+                stage.drain(&ctx).await
             }
         })
     }

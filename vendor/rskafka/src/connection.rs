@@ -57,8 +57,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Error)]
+#[derive(Debug)]
 pub struct MultiError(Vec<Box<dyn std::error::Error + Send + Sync>>);
+
+// pipeline patch: the first broker's error is the `source()`, so the cause of a failed
+// connect (a refused SASL authentication, a refused certificate) can be found by walking the
+// error chain; upstream derives `Error` without a source, which ends the chain here.
+impl std::error::Error for MultiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .first()
+            .map(|e| e.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Display for MultiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
