@@ -21,6 +21,8 @@
 //! Oversized records (larger than `kafka.max_message_bytes`, which the broker would refuse
 //! forever) go to the dead-letter topic, truncated, with reason `too_large` and stage `relay`.
 
+pub(crate) mod config;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,10 +188,10 @@ pub async fn run_relay(
             metrics.outbox_backlog.set(0);
             metrics
                 .heartbeats
-                .waiting_for("relay", config.postgres.relay_idle_poll);
+                .waiting_for("relay", config.relay.idle_poll);
             tokio::select! {
                 () = landing.wake().notified() => {}
-                () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
+                () = tokio::time::sleep(config.relay.idle_poll) => {}
                 () = token.cancelled() => {}
             }
         }
@@ -221,11 +223,11 @@ struct Round {
 }
 
 impl Relay<'_> {
-    /// Reads up to `postgres.relay_batch_rows` outbox rows in seq order outside `skip`
+    /// Reads up to `relay.batch_rows` outbox rows in seq order outside `skip`
     /// (inclusive; `(0, 0)` skips nothing, seqs start at 1) and encodes them.
     async fn read(&self, skip: (i64, i64)) -> Result<Option<Round>, StageError> {
         let k = &self.config.kafka;
-        let limit = i64::from(self.config.postgres.relay_batch_rows);
+        let limit = i64::from(self.config.relay.batch_rows);
         let reading = Instant::now();
         let rows = sqlx::query(
             "(SELECT seq, user_id, fetched_at_ms, message FROM outbox \
@@ -450,7 +452,7 @@ async fn legacy_rows(landing: &Landing, seqs: &[i64]) -> Result<Vec<Queued>, Sta
 }
 
 /// Forwards `NOTIFY pipeline_outbox` to the in-process wake-up, reconnecting after errors;
-/// a missed notification costs at most one `relay_idle_poll`.
+/// a missed notification costs at most one `relay.idle_poll`.
 async fn forward_notifications(landing: Landing, token: CancellationToken) {
     while !token.is_cancelled() {
         let listener = async {
