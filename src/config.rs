@@ -249,24 +249,36 @@ impl Config {
                 .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
             env_figment = env_figment.merge(Serialized::default(&key, parsed));
         }
-        // What the user wrote, without the defaults: tells a key that was set from one that
-        // merely has its default value.
-        let given = Figment::from(Toml::string(toml)).merge(env_figment.clone());
+        // Which layer set a key (rather than leaving its default): decides between the two
+        // spellings of a moved key.
+        let file_figment = Figment::from(Toml::string(toml));
+        let layer = |key: &str| {
+            if env_figment.contains(key) {
+                Layer::Env
+            } else if file_figment.contains(key) {
+                Layer::File
+            } else {
+                Layer::Default
+            }
+        };
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(toml))
-            .merge(env_figment);
+            .merge(env_figment.clone());
         let mut config: Config = figment.extract().map_err(figment_error)?;
-        config.apply_moved_keys(|key| given.contains(key))?;
+        let taken = config.apply_moved_keys(layer)?;
         config.resolve_secret_files()?;
-        config
-            .validate()
-            .map_err(|e| e.named_as_written(&config.deprecations))?;
+        config.validate().map_err(|e| e.named_as_written(&taken))?;
         Ok(config)
     }
 
     /// Moves the values of keys written in their old spelling to their new home, recording a
-    /// [`Deprecation`] for each. `given(key)`: whether the user set `key` (file or env).
-    fn apply_moved_keys(&mut self, given: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+    /// [`Deprecation`] for each; returns those whose value was taken. `layer(key)`: where the
+    /// value of `key` came from.
+    fn apply_moved_keys(
+        &mut self,
+        layer: impl Fn(&str) -> Layer,
+    ) -> Result<Vec<Deprecation>, ConfigError> {
+        let mut taken = Vec::new();
         let notes = &mut self.deprecations;
         let old = &mut self.postgres;
         move_key(
@@ -274,26 +286,29 @@ impl Config {
             old.channel_capacity.take(),
             "landing.channel_capacity",
             &mut self.landing.channel_capacity,
-            &given,
+            &layer,
             notes,
+            &mut taken,
         )?;
         move_key(
             "postgres.relay_batch_rows",
             old.relay_batch_rows.take(),
             "relay.batch_rows",
             &mut self.relay.batch_rows,
-            &given,
+            &layer,
             notes,
+            &mut taken,
         )?;
         move_key(
             "postgres.relay_idle_poll",
             old.relay_idle_poll.take(),
             "relay.idle_poll",
             &mut self.relay.idle_poll,
-            &given,
+            &layer,
             notes,
+            &mut taken,
         )?;
-        Ok(())
+        Ok(taken)
     }
 
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
@@ -363,18 +378,32 @@ impl Config {
     }
 }
 
-/// Moves `value` (set under the deprecated key `old`) to `target` (the key `new`). Both set
-/// to different values is an error naming both.
+/// Where a key's value came from; a later layer overrides an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Layer {
+    Default,
+    File,
+    Env,
+}
+
+/// Moves `value` (set under the deprecated key `old`) to `target` (the key `new`), unless
+/// `new` was set in a later layer (the environment overrides the file whatever the
+/// spelling). Both spellings set in the same layer to different values is an error naming
+/// both.
 fn move_key<T: PartialEq + fmt::Debug>(
     old: &'static str,
     value: Option<T>,
     new: &'static str,
     target: &mut T,
-    given: &dyn Fn(&str) -> bool,
+    layer: &dyn Fn(&str) -> Layer,
     notes: &mut Vec<Deprecation>,
+    taken: &mut Vec<Deprecation>,
 ) -> Result<(), ConfigError> {
     let Some(value) = value else { return Ok(()) };
-    if given(new) && *target != value {
+    let deprecation = Deprecation { old, new };
+    notes.push(deprecation);
+    let (old_layer, new_layer) = (layer(old), layer(new));
+    if old_layer == new_layer && *target != value {
         return Err(ConfigError::key(
             old,
             format!(
@@ -383,8 +412,10 @@ fn move_key<T: PartialEq + fmt::Debug>(
             ),
         ));
     }
-    *target = value;
-    notes.push(Deprecation { old, new });
+    if old_layer >= new_layer {
+        *target = value;
+        taken.push(deprecation);
+    }
     Ok(())
 }
 
@@ -892,8 +923,11 @@ mod tests {
                 "relay.idle_poll",
             ),
             (
-                "[landing]\nchannel_capacity = 8\n",
-                env(&[("PIPELINE_POSTGRES__CHANNEL_CAPACITY", "9")]),
+                "",
+                env(&[
+                    ("PIPELINE_POSTGRES__CHANNEL_CAPACITY", "9"),
+                    ("PIPELINE_LANDING__CHANNEL_CAPACITY", "8"),
+                ]),
                 "postgres.channel_capacity",
                 "landing.channel_capacity",
             ),
@@ -908,6 +942,37 @@ mod tests {
             load("[postgres]\nrelay_idle_poll = \"1000ms\"\n[relay]\nidle_poll = \"1s\"\n")
                 .expect("same value twice");
         assert_eq!(config.deprecations.len(), 1);
+    }
+
+    #[test]
+    fn moved_keys_environment_overrides_file_whatever_the_spelling() {
+        // Today's env file with the old spelling over the new documented pipeline.toml.
+        let config = Config::from_toml_and_env(
+            include_str!("../pipeline.toml"),
+            &env(&[("PIPELINE_POSTGRES__RELAY_BATCH_ROWS", "700")]),
+        )
+        .expect("env wins");
+        assert_eq!(config.relay.batch_rows, 700);
+        assert_eq!(config.deprecations.len(), 1);
+        // An old file with the new spelling in the environment.
+        let config = Config::from_toml_and_env(
+            "[postgres]\nrelay_idle_poll = \"5s\"\n",
+            &env(&[("PIPELINE_RELAY__IDLE_POLL", "2s")]),
+        )
+        .expect("env wins");
+        assert_eq!(config.relay.idle_poll, Duration::from_secs(2));
+        assert_eq!(
+            config.deprecations.len(),
+            1,
+            "the file's old key still warns"
+        );
+        // An error about the environment's value names the environment's key.
+        let err = Config::from_toml_and_env(
+            "[postgres]\nrelay_idle_poll = \"5s\"\n",
+            &env(&[("PIPELINE_RELAY__IDLE_POLL", "0s")]),
+        )
+        .expect_err("0s");
+        assert_eq!(err.key_name(), Some("relay.idle_poll"));
     }
 
     #[test]
