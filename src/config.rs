@@ -7,7 +7,7 @@
 //! `telemetry/config.rs`, `supervise/config.rs`) and are re-exported here. This module holds
 //! what spans sections: [`Config`], loading (file, environment, secret files), the keys that
 //! moved to another section, the cross-section checks, and the small checks every section
-//! uses ([`check_range`] and friends).
+//! uses (`check_range` and friends).
 //!
 //! Every error names the key it is about (`source.results`, `kafka.compression`, ...), so an
 //! operator can fix it without reading code. `pipeline check` and `pipeline run` exit with

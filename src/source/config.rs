@@ -23,7 +23,7 @@ pub struct SourceConfig {
     /// Whether the daemon fetches at all (false: only relay and consume). Default true.
     pub enabled: bool,
     /// API endpoint (http or https); pin a version with `/api/1.4/`. Default
-    /// "https://randomuser.me/api/1.4/".
+    /// `"https://randomuser.me/api/1.4/"`.
     pub url: String,
     /// Users per request, 1..=5000 (the API silently turns larger values into 1). Default 100.
     pub results: u32,
