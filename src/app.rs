@@ -120,11 +120,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
     // API ──► source ──► (bounded channel) ──► landing ──► Postgres users + outbox
     let mut ingest_handles = Vec::new();
     if config.source.enabled {
-        let (tx, rx) = mpsc::channel(config.postgres.channel_capacity);
+        let (tx, rx) = mpsc::channel(config.landing.channel_capacity);
         metrics
             .channel_capacity
             .with_label_values(&["source_to_landing"])
-            .set(config.postgres.channel_capacity as i64);
+            .set(config.landing.channel_capacity as i64);
         let client = UserApiClient::new(&config.source, &config.runtime.backoff, metrics.clone())
             .map_err(|e| format!("source: {e}"))?;
         let source = SourceStage {

@@ -16,7 +16,8 @@
 //! (keyed by `login.uuid`, `USING TIMESTAMP` of the fetch time) at the end.
 //!
 //! # Layout
-//! - [`config`]: `pipeline.toml` + `PIPELINE_*` env, validated once.
+//! - [`config`]: `pipeline.toml` + `PIPELINE_*` env, validated once; each stage's section
+//!   lives in that stage's `config.rs` (re-exported here).
 //! - [`model`]: the user record, message format, validation, PII rules (pure).
 //! - [`source`]: the HTTP client for the user API (rate limit, retries, schedule).
 //! - [`emulator`]: a randomuser-compatible server with fault injection.
@@ -25,6 +26,7 @@
 //! - [`relay`]: outbox → Kafka.
 //! - [`kafka`]: client construction, topics, partitioning.
 //! - [`consume`]: per-partition consumers, dead letters.
+//! - [`dlq`]: the dead-letter topic's settings.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, the status page and `/api/status`
@@ -39,6 +41,7 @@ pub mod app;
 pub mod budget;
 pub mod config;
 pub mod consume;
+pub mod dlq;
 pub mod emulator;
 pub mod exit;
 pub mod kafka;

@@ -82,6 +82,18 @@ fn load(cli: &Cli) -> Result<Config, ExitCode> {
     })
 }
 
+/// Keys written in a deprecated spelling: logged once, after logging is initialised (config
+/// is loaded before it).
+fn log_deprecations(config: &Config) {
+    for deprecation in &config.deprecations {
+        tracing::warn!(
+            old = deprecation.old,
+            new = deprecation.new,
+            "{deprecation}"
+        );
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -153,6 +165,9 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Check { connect } => {
             let config = load(&cli)?;
             print!("{}", config.to_redacted_toml());
+            for deprecation in &config.deprecations {
+                eprintln!("pipeline: warning: {deprecation}");
+            }
             eprintln!("pipeline: configuration OK ({})", cli.config.display());
             if *connect {
                 let rt = runtime()?;
@@ -176,6 +191,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Migrate => {
             let config = load(&cli)?;
             telemetry::logging::init(&config.log);
+            log_deprecations(&config);
             let rt = runtime()?;
             rt.block_on(app::migrate(&config)).map_err(|e| {
                 eprintln!("pipeline migrate: {e}");
@@ -191,6 +207,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         } => {
             let config = load(&cli)?;
             telemetry::logging::init(&config.log);
+            log_deprecations(&config);
             // Before the runtime starts its threads: mimalloc's option setter is not thread safe.
             let memory = pipeline::memory::apply(&config.runtime);
             tracing::info!(thp_disabled = memory.thp_disabled, purge_delay = ?memory.purge_delay, "memory settings");

@@ -200,7 +200,7 @@ impl Outbox {
 
     /// Forwards `NOTIFY pipeline_outbox` (other daemons' landings, replays) to
     /// [`Outbox::woken`] until `token`, reconnecting after errors; a missed notification
-    /// costs at most one `relay_idle_poll`.
+    /// costs at most one `relay.idle_poll`.
     pub async fn listen(self, token: CancellationToken) {
         while !token.is_cancelled() {
             let listener = async {

@@ -101,6 +101,86 @@ fn bad_configs_exit_78_naming_the_key() {
 }
 
 #[test]
+fn toml_syntax_error_names_the_file_read_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x.toml");
+    std::fs::write(&path, "[source\nresults = 1\n").expect("write");
+    let p = path.to_str().expect("utf8 path");
+    for command in ["check", "run"] {
+        let (code, _out, err) = pipeline(&["--config", p, command], &[]);
+        assert_eq!(code, 78, "{command}: {err}");
+        assert!(err.contains(p), "{command} must name {p}: {err}");
+        assert!(!err.contains("pipeline.toml"), "{command}: {err}");
+        assert_eq!(err.matches("invalid table header").count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn deprecated_spellings_warn_and_conflicts_exit_78() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.toml");
+    // The old spelling still works; check warns and prints the new one.
+    let (code, out, err) = pipeline(
+        &["--config", config, "check"],
+        &[("PIPELINE_POSTGRES__RELAY_BATCH_ROWS", "700")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[relay]\nbatch_rows = 700\n"), "{out}");
+    assert!(!out.contains("relay_batch_rows"), "{out}");
+    assert_eq!(err.matches("deprecated").count(), 1, "{err}");
+    assert!(
+        err.contains("`postgres.relay_batch_rows`") && err.contains("`relay.batch_rows`"),
+        "{err}"
+    );
+    // The repository's file uses no deprecated key.
+    let (code, _, err) = pipeline(&["--config", config, "check"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("deprecated"), "{err}");
+    // Both spellings, different values: exit 78 naming both.
+    let (code, _, err) = pipeline(
+        &["--config", config, "check"],
+        &[
+            ("PIPELINE_POSTGRES__RELAY_BATCH_ROWS", "700"),
+            ("PIPELINE_RELAY__BATCH_ROWS", "800"),
+        ],
+    );
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("`postgres.relay_batch_rows`") && err.contains("`relay.batch_rows`"),
+        "{err}"
+    );
+    // An old spelling's bad value names the key as written.
+    let (code, _, err) = pipeline(
+        &["--config", config, "check"],
+        &[("PIPELINE_POSTGRES__RELAY_IDLE_POLL", "0s")],
+    );
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("config key `postgres.relay_idle_poll`"),
+        "{err}"
+    );
+    // Logged once at start-up, after logging is initialised (migrate fails here: no server).
+    let (code, _, err) = pipeline(
+        &["--config", config, "migrate"],
+        &[
+            ("PIPELINE_POSTGRES__CHANNEL_CAPACITY", "4"),
+            (
+                "PIPELINE_POSTGRES__URL",
+                "postgres://pipeline@127.0.0.1:1/pipeline",
+            ),
+            ("PIPELINE_POSTGRES__CONNECT_TIMEOUT", "1s"),
+            ("PIPELINE_LOG__FORMAT", "json"),
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") && l.contains("deprecated"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("landing.channel_capacity"), "{err}");
+}
+
+#[test]
 fn check_prints_config_but_never_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pw = dir.path().join("cassandra_pw");

@@ -295,7 +295,7 @@ async fn late_commit_below_relayed_rows_is_relayed() {
 
     // Second life: once rows above the late seq have been relayed, the late row commits.
     s.set("PIPELINE_KAFKA__BOOTSTRAP", good_kafka)
-        .set("PIPELINE_POSTGRES__RELAY_BATCH_ROWS", "700");
+        .set("PIPELINE_RELAY__BATCH_ROWS", "700");
     let mut second = s.spawn(
         &["run", "--drain-and-exit"],
         &common::log_path("ingest_late_2"),

@@ -9,6 +9,8 @@
 //! Gap safety of the outbox: see `migrations/0001_landing.sql` (rows are deleted after
 //! relay, never skipped by a cursor).
 
+pub(crate) mod config;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;

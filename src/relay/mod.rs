@@ -21,6 +21,8 @@
 //! Oversized records (larger than `kafka.max_message_bytes`, which the broker would refuse
 //! forever) go to the dead-letter topic, truncated, with reason `too_large` and stage `relay`.
 
+pub(crate) mod config;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -238,10 +240,10 @@ pub async fn run_relay(
             metrics.outbox_backlog.set(0);
             metrics
                 .heartbeats
-                .waiting_for("relay", config.postgres.relay_idle_poll);
+                .waiting_for("relay", config.relay.idle_poll);
             tokio::select! {
                 () = outbox.woken().notified() => {}
-                () = tokio::time::sleep(config.postgres.relay_idle_poll) => {}
+                () = tokio::time::sleep(config.relay.idle_poll) => {}
                 () = token.cancelled() => {}
             }
         }
@@ -273,11 +275,11 @@ struct Round {
 }
 
 impl Relay<'_> {
-    /// Reads up to `postgres.relay_batch_rows` outbox rows in seq order outside `skip`
+    /// Reads up to `relay.batch_rows` outbox rows in seq order outside `skip`
     /// (inclusive; `(0, 0)` skips nothing, seqs start at 1) and encodes them.
     async fn read(&self, skip: (i64, i64)) -> Result<Option<Round>, StageError> {
         let k = &self.config.kafka;
-        let limit = i64::from(self.config.postgres.relay_batch_rows);
+        let limit = i64::from(self.config.relay.batch_rows);
         let reading = Instant::now();
         let queued = self.outbox.read(skip, limit).await?;
         self.metrics

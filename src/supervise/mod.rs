@@ -11,6 +11,8 @@
 //! next safe point (after the batch in hand), and the supervisor does not restart a stage
 //! whose token is cancelled.
 
+pub(crate) mod config;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -9,6 +9,8 @@
 //! 429 (honouring `Retry-After`), 5xx and unparseable bodies are retried with the shared
 //! backoff; other 4xx are the request's fault and stop the daemon (fatal).
 
+pub(crate) mod config;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -13,6 +13,8 @@
 //! (see [`crate::sink`]). Dead letters are at-least-once: a replay may repeat one.
 //! A bad record never stops the partition: it is dead-lettered and the offset moves on.
 
+pub(crate) mod config;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,8 @@
 //! (`kafka.request_timeout`) so a dead broker surfaces as a retriable stage error the
 //! supervisor can count and back off from, instead of a silent hang.
 
+pub(crate) mod config;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

@@ -10,6 +10,8 @@
 //!
 //! The driver sits behind [`RowSink`] so it can be swapped (see docs/performance.md).
 
+pub(crate) mod config;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
