@@ -19,7 +19,9 @@
 //! - [`config`]: `pipeline.toml` + `PIPELINE_*` env, validated once.
 //! - [`model`]: the user record, message format, validation, PII rules (pure).
 //! - [`source`]: the HTTP client for the user API (rate limit, retries, schedule).
-//! - [`emulator`]: a randomuser-compatible server with fault injection.
+//! - [`emulator`]: a randomuser-compatible server with fault injection (the `randomuser`
+//!   crate's, `crates/randomuser`, which also holds the API's types and limits; feature
+//!   `emulator`, on by default).
 //! - [`landing`]: Postgres landing tables and the transactional outbox.
 //! - [`relay`]: outbox → Kafka.
 //! - [`kafka`]: client construction, topics, partitioning.
@@ -37,7 +39,6 @@ pub mod app;
 pub mod budget;
 pub mod config;
 pub mod consume;
-pub mod emulator;
 pub mod kafka;
 pub mod landing;
 pub mod memory;
@@ -48,3 +49,8 @@ pub mod source;
 pub mod supervise;
 pub mod telemetry;
 pub mod tls;
+
+/// The `randomuser` crate's emulator. Also in unit tests without the feature: they draw users
+/// from it (the dev-dependency turns it on in `randomuser`).
+#[cfg(any(feature = "emulator", test))]
+pub use randomuser::emulator;

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pipeline::config::{Config, EXIT_CONFIG};
+#[cfg(feature = "emulator")]
+use pipeline::emulator::EmulatorArgs;
 use pipeline::telemetry::status::client;
-use pipeline::{app, emulator, telemetry};
+use pipeline::{app, telemetry};
 
 /// mimalloc instead of glibc malloc: the data path allocates and frees many small JSON nodes,
 /// and glibc spent ~45% of the daemon's CPU on it (see docs/performance.md). The `mimalloc`
@@ -70,7 +72,16 @@ enum Command {
         url: Option<String>,
     },
     /// Serve a randomuser.me-compatible API (deterministic, with fault injection).
-    Emulator(emulator::EmulatorArgs),
+    Emulator(EmulatorArgs),
+}
+
+// Without the `emulator` feature the command stays, so that it fails with a reason instead of
+// clap's "unrecognized subcommand"; it accepts and ignores any flags.
+#[cfg(not(feature = "emulator"))]
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _ignored: Vec<String>,
 }
 
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
@@ -91,6 +102,42 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// `pipeline emulator`: serves until SIGINT/SIGTERM.
+#[cfg(feature = "emulator")]
+fn emulator(args: &EmulatorArgs) -> Result<ExitCode, ExitCode> {
+    telemetry::logging::init(&pipeline::config::LogConfig::default());
+    let rt = runtime()?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    rt.spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    let stop = token.clone();
+    rt.spawn(async move {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            stop.cancel();
+        }
+    });
+    rt.block_on(pipeline::emulator::run(args.clone(), token))
+        .map_err(|e| {
+            eprintln!("pipeline emulator: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "emulator"))]
+fn emulator(_: &EmulatorArgs) -> Result<ExitCode, ExitCode> {
+    eprintln!(
+        "pipeline emulator: this binary was built without the emulator feature \
+         (rebuild with the default features, or `--features emulator`)"
+    );
+    Err(ExitCode::FAILURE)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
@@ -100,31 +147,7 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
     match &cli.command {
-        Command::Emulator(args) => {
-            telemetry::logging::init(&pipeline::config::LogConfig::default());
-            let rt = runtime()?;
-            let token = tokio_util::sync::CancellationToken::new();
-            let stop = token.clone();
-            rt.spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                stop.cancel();
-            });
-            let stop = token.clone();
-            rt.spawn(async move {
-                if let Ok(mut s) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    s.recv().await;
-                    stop.cancel();
-                }
-            });
-            rt.block_on(emulator::run(args.clone(), token))
-                .map_err(|e| {
-                    eprintln!("pipeline emulator: {e}");
-                    ExitCode::FAILURE
-                })?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Emulator(args) => emulator(args),
         Command::Status { url, json } => {
             let config = load(&cli)?;
             let base = url

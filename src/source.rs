@@ -32,7 +32,7 @@ const INITIAL_BYTES_PER_USER: u64 = 3 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Highest page the API serves for a seed.
-pub const MAX_PAGE: u32 = 10_000;
+pub use randomuser::MAX_PAGE;
 
 /// One fetched page, ready to land.
 #[derive(Debug, Clone)]
