@@ -72,6 +72,10 @@ enum Command {
         url: Option<String>,
     },
     /// Serve a randomuser.me-compatible API (deterministic, with fault injection).
+    #[cfg_attr(
+        not(feature = "emulator"),
+        command(about = "Not in this binary: it was built without the emulator feature")
+    )]
     Emulator(EmulatorArgs),
 }
 
