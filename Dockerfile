@@ -11,15 +11,21 @@ ARG DEBIAN_RELEASE=bookworm
 # ---- build ------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
-# The whole context (see .dockerignore): Cargo needs every declared target's file to parse the
-# manifest, the migrations are embedded by sqlx::migrate!, and pipeline.toml by a test.
+# The whole context (see .dockerignore): Cargo needs every declared target's file and every
+# workspace member (crates/randomuser, benches/ceiling) to parse the manifest, the migrations
+# are embedded by sqlx::migrate!, and pipeline.toml by a test.
 COPY . .
+# The cargo features of the binary. The default keeps `pipeline emulator` (compose.yaml's
+# emulator service runs this image); a production image may leave it out with
+# --build-arg CARGO_FEATURES=mimalloc.
+ARG CARGO_FEATURES="mimalloc emulator"
 # Registry, git checkouts and target/ live in BuildKit cache mounts: a rebuild after a source
 # change recompiles only the crate itself. The binary is copied out of the cache mount.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bin pipeline \
+        --no-default-features --features "${CARGO_FEATURES}" \
     && install -D -m 0755 target/release/pipeline /out/pipeline
 
 # ---- runtime ----------------------------------------------------------------------------------

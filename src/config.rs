@@ -36,7 +36,7 @@ pub use crate::supervise::config::{BackoffConfig, RuntimeConfig};
 pub use crate::telemetry::config::{HttpConfig, LogConfig, LogFormat, MIN_TOKEN_LEN};
 
 /// Exit code for configuration errors (`EX_CONFIG`).
-pub const EXIT_CONFIG: i32 = 78;
+pub const EXIT_CONFIG: i32 = crate::exit::Exit::Config.code() as i32;
 
 /// The whole configuration, one struct per section of `pipeline.toml`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

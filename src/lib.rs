@@ -20,7 +20,9 @@
 //!   lives in that stage's `config.rs` (re-exported here).
 //! - [`model`]: the user record, message format, validation, PII rules (pure).
 //! - [`source`]: the HTTP client for the user API (rate limit, retries, schedule).
-//! - [`emulator`]: a randomuser-compatible server with fault injection.
+//! - [`emulator`]: a randomuser-compatible server with fault injection (the `randomuser`
+//!   crate's, `crates/randomuser`, which also holds the API's types and limits; feature
+//!   `emulator`, on by default).
 //! - [`landing`]: Postgres landing tables and the transactional outbox.
 //! - [`outbox`]: the outbox's read, acknowledge and backlog, the relay lease, wake-ups.
 //! - [`relay`]: outbox → Kafka.
@@ -42,7 +44,6 @@ pub mod budget;
 pub mod config;
 pub mod consume;
 pub mod dlq;
-pub mod emulator;
 pub mod exit;
 pub mod kafka;
 pub mod landing;
@@ -56,3 +57,8 @@ pub mod source;
 pub mod supervise;
 pub mod telemetry;
 pub mod tls;
+
+/// The `randomuser` crate's emulator. Also in unit tests without the feature: they draw users
+/// from it (the dev-dependency turns it on in `randomuser`).
+#[cfg(any(feature = "emulator", test))]
+pub use randomuser::emulator;

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pipeline::config::Config;
+#[cfg(feature = "emulator")]
+use pipeline::emulator::EmulatorArgs;
 use pipeline::exit::Exit;
 use pipeline::telemetry::status::client;
-use pipeline::{app, emulator, telemetry};
+use pipeline::{app, telemetry};
 
 /// mimalloc instead of glibc malloc: the data path allocates and frees many small JSON nodes,
 /// and glibc spent ~45% of the daemon's CPU on it (see docs/performance.md). The `mimalloc`
@@ -71,7 +73,20 @@ enum Command {
         url: Option<String>,
     },
     /// Serve a randomuser.me-compatible API (deterministic, with fault injection).
-    Emulator(emulator::EmulatorArgs),
+    #[cfg_attr(
+        not(feature = "emulator"),
+        command(about = "Not in this binary: it was built without the emulator feature")
+    )]
+    Emulator(EmulatorArgs),
+}
+
+// Without the `emulator` feature the command stays, so that it fails with a reason instead of
+// clap's "unrecognized subcommand"; it accepts and ignores any flags.
+#[cfg(not(feature = "emulator"))]
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _ignored: Vec<String>,
 }
 
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
@@ -104,6 +119,35 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// `pipeline emulator`: serves until SIGINT/SIGTERM.
+#[cfg(feature = "emulator")]
+fn emulator(args: &EmulatorArgs) -> Result<ExitCode, ExitCode> {
+    telemetry::logging::init(&pipeline::config::LogConfig::default());
+    let rt = runtime()?;
+    let token = tokio_util::sync::CancellationToken::new();
+    rt.block_on(async {
+        pipeline::shutdown::cancel_on_signal(token.clone())
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        pipeline::emulator::run(args.clone(), token)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|e| {
+        eprintln!("pipeline emulator: {e}");
+        ExitCode::from(Exit::Failure)
+    })?;
+    Ok(ExitCode::from(Exit::Success))
+}
+
+#[cfg(not(feature = "emulator"))]
+fn emulator(_: &EmulatorArgs) -> Result<ExitCode, ExitCode> {
+    eprintln!(
+        "pipeline emulator: this binary was built without the emulator feature \
+         (rebuild with the default features, or `--features emulator`)"
+    );
+    Err(ExitCode::from(Exit::Failure))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
@@ -113,31 +157,7 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
     match &cli.command {
-        Command::Emulator(args) => {
-            telemetry::logging::init(&pipeline::config::LogConfig::default());
-            let rt = runtime()?;
-            let token = tokio_util::sync::CancellationToken::new();
-            let stop = token.clone();
-            rt.spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                stop.cancel();
-            });
-            let stop = token.clone();
-            rt.spawn(async move {
-                if let Ok(mut s) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    s.recv().await;
-                    stop.cancel();
-                }
-            });
-            rt.block_on(emulator::run(args.clone(), token))
-                .map_err(|e| {
-                    eprintln!("pipeline emulator: {e}");
-                    ExitCode::from(Exit::Failure)
-                })?;
-            Ok(ExitCode::from(Exit::Success))
-        }
+        Command::Emulator(args) => emulator(args),
         Command::Status { url, json } => {
             let config = load(&cli)?;
             let base = url

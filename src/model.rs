@@ -35,125 +35,7 @@ pub const MAX_FIELD_BYTES: usize = 2048;
 pub const SCHEMA_NAME: &str = "pipeline.users_created.compat.v1";
 
 /// Typed form of the randomuser.me 1.4 response, quirks included.
-pub mod api {
-    use serde::{Deserialize, Serialize};
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Response {
-        pub results: Vec<User>,
-        pub info: Option<Info>,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Info {
-        pub seed: String,
-        pub results: u32,
-        pub page: u32,
-        pub version: String,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct User {
-        pub gender: Option<String>,
-        pub name: Option<Name>,
-        pub location: Option<Location>,
-        pub email: Option<String>,
-        pub login: Option<Login>,
-        pub dob: Option<DateAge>,
-        pub registered: Option<DateAge>,
-        pub phone: Option<String>,
-        pub cell: Option<String>,
-        pub id: Option<IdDoc>,
-        pub picture: Option<Picture>,
-        pub nat: Option<String>,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Name {
-        pub title: String,
-        pub first: String,
-        pub last: String,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Location {
-        pub street: Street,
-        pub city: String,
-        pub state: String,
-        pub country: String,
-        /// A number for most nationalities, a string for CA, GB, IE, NL...
-        pub postcode: Postcode,
-        pub coordinates: Coordinates,
-        pub timezone: Timezone,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Street {
-        pub number: i64,
-        pub name: String,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    #[serde(untagged)]
-    pub enum Postcode {
-        Number(i64),
-        Text(String),
-    }
-
-    impl std::fmt::Display for Postcode {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match self {
-                Self::Number(n) => write!(f, "{n}"),
-                Self::Text(s) => f.write_str(s),
-            }
-        }
-    }
-
-    /// Coordinates come as strings, not numbers.
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Coordinates {
-        pub latitude: String,
-        pub longitude: String,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Timezone {
-        pub offset: String,
-        pub description: String,
-    }
-
-    /// Credentials are read only to be dropped: see [`super::strip_credentials`].
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Login {
-        pub uuid: String,
-        pub username: String,
-        pub password: Option<String>,
-        pub salt: Option<String>,
-        pub md5: Option<String>,
-        pub sha1: Option<String>,
-        pub sha256: Option<String>,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct DateAge {
-        pub date: String,
-        pub age: u32,
-    }
-
-    /// `value` is null for some nationalities.
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct IdDoc {
-        pub name: String,
-        pub value: Option<String>,
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-    pub struct Picture {
-        pub large: String,
-        pub medium: String,
-        pub thumbnail: String,
-    }
-}
+pub use randomuser::api;
 
 /// Why an API answer could not be split into users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -558,11 +440,16 @@ fn fnv1a(bytes: &[u8], salt: u64) -> u64 {
 }
 
 fn truncate_for_log(s: &str) -> String {
-    let mut end = s.len().min(200);
+    truncate_utf8(s, 200).to_string()
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    &s[..end]
 }
 
 /// Builds the Kafka value: the old stack's flat JSON message, `id` = record id.
@@ -1057,6 +944,16 @@ pub fn murmur2(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate_utf8("abc", 10), "abc");
+        assert_eq!(truncate_utf8("abc", 2), "ab");
+        // "é" is two bytes: cutting inside it drops it whole.
+        assert_eq!(truncate_utf8("aé", 2), "a");
+        assert_eq!(truncate_utf8("aé", 3), "aé");
+        assert_eq!(truncate_utf8("", 0), "");
+    }
     use serde_json::{Map, json};
 
     pub(crate) fn sample_user() -> Value {

@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
 use crate::config::{Config, StartFrom};
+use crate::dlq::DeadLetter;
 use crate::kafka::{self, Partitions};
 use crate::model;
-use crate::relay::DeadLetter;
 use crate::sink::{CassandraSink, RowSink};
 use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use rskafka::record::Record;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DlqConfig};
+use crate::config::Config;
+use crate::dlq::DeadLetter;
 use crate::kafka::{self, Partitions};
 use crate::landing::Landing;
 use crate::model;
@@ -53,59 +54,6 @@ pub enum RelayError {
     },
 }
 use crate::telemetry::metrics::observe_ms;
-
-/// Why and where a record is dead-lettered.
-#[derive(Debug, Clone, Copy)]
-pub struct DeadLetter<'a> {
-    /// Stage that rejected it: "relay" or "validate".
-    pub stage: &'a str,
-    /// Bounded reason (a [`model::RejectReason`] name).
-    pub reason: &'a str,
-    /// Human detail naming the field.
-    pub detail: &'a str,
-    /// Origin topic, partition, offset (none for records that never reached Kafka).
-    pub origin: Option<(&'a str, i32, i64)>,
-}
-
-impl DeadLetter<'_> {
-    /// Builds the dead-letter record for `value`: original bytes (truncated to fit
-    /// `max_bytes`) and headers naming stage, reason, detail and origin.
-    pub fn record(
-        &self,
-        dlq: &DlqConfig,
-        key: Option<Vec<u8>>,
-        value: &[u8],
-        mut headers: BTreeMap<String, Vec<u8>>,
-        max_bytes: usize,
-    ) -> Record {
-        let p = &dlq.header_prefix;
-        let keep = value.len().min(max_bytes.saturating_sub(4096));
-        if keep < value.len() {
-            headers.insert(
-                format!("{p}original_bytes"),
-                value.len().to_string().into_bytes(),
-            );
-        }
-        headers.insert(format!("{p}stage"), self.stage.as_bytes().to_vec());
-        headers.insert(format!("{p}reason"), self.reason.as_bytes().to_vec());
-        let mut end = self.detail.len().min(1024);
-        while !self.detail.is_char_boundary(end) {
-            end -= 1;
-        }
-        headers.insert(format!("{p}detail"), self.detail.as_bytes()[..end].to_vec());
-        if let Some((topic, partition, offset)) = self.origin {
-            headers.insert(format!("{p}topic"), topic.as_bytes().to_vec());
-            headers.insert(format!("{p}partition"), partition.to_string().into_bytes());
-            headers.insert(format!("{p}offset"), offset.to_string().into_bytes());
-        }
-        Record {
-            key,
-            value: Some(value[..keep].to_vec()),
-            headers,
-            timestamp: chrono::Utc::now(),
-        }
-    }
-}
 
 /// An oversized outbox row, as its dead letter.
 struct Outgoing {

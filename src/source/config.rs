@@ -107,7 +107,7 @@ impl SourceConfig {
                 "scheme must be http or https",
             ));
         }
-        if !(1..=5000).contains(&s.results) {
+        if !(1..=randomuser::MAX_RESULTS).contains(&s.results) {
             return Err(ConfigError::key(
                 "source.results",
                 format!(
@@ -116,7 +116,7 @@ impl SourceConfig {
                 ),
             ));
         }
-        check_range("source.start_page", s.start_page, 1..=10_000)?;
+        check_range("source.start_page", s.start_page, 1..=randomuser::MAX_PAGE)?;
         if !(s.requests_per_second.is_finite() && s.requests_per_second > 0.0) {
             return Err(ConfigError::key(
                 "source.requests_per_second",
@@ -155,20 +155,7 @@ impl SourceConfig {
                 ));
             }
         }
-        const FIELDS: &[&str] = &[
-            "gender",
-            "name",
-            "location",
-            "email",
-            "login",
-            "registered",
-            "dob",
-            "phone",
-            "cell",
-            "id",
-            "picture",
-            "nat",
-        ];
+        const FIELDS: &[&str] = &randomuser::Field::NAMES;
         for (key, list) in [("source.inc", &s.inc), ("source.exc", &s.exc)] {
             if let Some(bad) = list.iter().find(|f| !FIELDS.contains(&f.as_str())) {
                 return Err(ConfigError::key(
@@ -188,10 +175,7 @@ impl SourceConfig {
                 "`login` must be fetched: login.uuid is the record id",
             ));
         }
-        const NATS: &[&str] = &[
-            "AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX",
-            "NL", "NO", "NZ", "RS", "TR", "UA", "US",
-        ];
+        const NATS: &[&str] = randomuser::NATIONALITIES;
         if let Some(bad) = s
             .nat
             .iter()

@@ -34,7 +34,7 @@ const INITIAL_BYTES_PER_USER: u64 = 3 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Highest page the API serves for a seed.
-pub const MAX_PAGE: u32 = 10_000;
+pub use randomuser::MAX_PAGE;
 
 /// One fetched page, ready to land.
 #[derive(Debug, Clone)]
@@ -225,14 +225,13 @@ impl UserApiClient {
             return Err(FetchError::Server(status.as_u16()));
         }
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let mut end = body.len().min(300);
-            while !body.is_char_boundary(end) {
-                end -= 1;
-            }
+            let body = response
+                .text()
+                .await
+                .unwrap_or_else(|e| format!("(body unreadable: {e})"));
             return Err(FetchError::Client {
                 status: status.as_u16(),
-                body: body[..end].to_string(),
+                body: model::truncate_utf8(&body, 300).to_string(),
             });
         }
         let body = read_body(response)

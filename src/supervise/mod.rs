@@ -219,14 +219,10 @@ impl Health {
     /// Remembers `task`'s latest failure (kept after it recovers, with its time).
     pub fn record_error(&self, task: &str, message: &str, fatal: bool) {
         if let Ok(mut errors) = self.errors.lock() {
-            let mut end = message.len().min(1024);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
             errors.insert(
                 task.to_string(),
                 TaskError {
-                    message: message[..end].to_string(),
+                    message: crate::model::truncate_utf8(message, 1024).to_string(),
                     at_ms: chrono::Utc::now().timestamp_millis(),
                     fatal,
                 },

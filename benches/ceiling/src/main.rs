@@ -131,9 +131,7 @@ fn pages(seed: &str, records: usize, page_size: u32) -> Vec<FetchedPage> {
 fn messages(users: &[RawUser]) -> Vec<(Vec<u8>, Vec<u8>)> {
     users
         .iter()
-        .map(|u| {
-            (u.id.clone().into_bytes(), u.message.clone())
-        })
+        .map(|u| (u.id.clone().into_bytes(), u.message.clone()))
         .collect()
 }
 

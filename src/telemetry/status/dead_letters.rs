@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::ring::Ring;
+use crate::dlq::DeadLetter;
 use crate::model::CREDENTIAL_FIELDS;
-use crate::relay::DeadLetter;
 
 /// Dead letters kept for the page.
 pub const RECENT_DEAD_LETTERS: usize = 50;

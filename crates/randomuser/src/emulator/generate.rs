@@ -10,7 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::data::{self, NatData};
-use super::params::{Field, FieldSet, Gender, MAX_RESULTS, Nat, PageParams};
+use super::params::{FieldSet, Gender, Nat, PageParams};
+use crate::{Field, MAX_RESULTS};
 
 /// The instant ages are computed against: 2025-01-01T00:00:00Z (unix ms). Fixed rather than
 /// the wall clock so a page is reproducible forever; `dob.age` and `registered.age` are full

@@ -63,11 +63,11 @@ pub use generate::{
     API_VERSION, ContentFault, ContentFaults, GeneratedPage, GeneratedUser, HUGE_STRING_BYTES,
     REFERENCE_TIME_MS, UnknownFaultKind, generate_page, user_uuid,
 };
-pub use params::{
-    Field, FieldSet, Gender, MAX_PAGE, MAX_RESULTS, Nat, PageParams, ParamError, UnknownNat,
-    random_seed,
-};
+pub use params::{FieldSet, Gender, Nat, PageParams, ParamError, UnknownNat, random_seed};
 pub use server::{BadRecordStats, EmulatorStats, RATE_LIMIT_WINDOW, SLOW_BODY_CHUNKS, serve};
+
+// The API's facts, also here for the emulator's users (`emulator::MAX_RESULTS`, ...).
+pub use crate::{Field, MAX_PAGE, MAX_RESULTS};
 
 /// Why the emulator could not run.
 #[derive(Debug, thiserror::Error)]

@@ -3,10 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Highest `results` the API serves in one response; larger values fall back to 1.
-pub const MAX_RESULTS: u32 = 5000;
-/// Highest `page` the API accepts; larger values fall back to 1.
-pub const MAX_PAGE: u32 = 10_000;
+use crate::{Field, MAX_PAGE, MAX_RESULTS, NATIONALITIES};
 
 /// A nationality the emulator has word lists for.
 ///
@@ -27,13 +24,6 @@ pub enum Nat {
     /// United States: numeric postcode, `SSN` id.
     US,
 }
-
-/// The real API's nationality list in its order; the index is what an 18-character seed's
-/// last two hex digits encode.
-const API_NATS: [&str; 21] = [
-    "AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX", "NL", "NO",
-    "NZ", "RS", "TR", "UA", "US",
-];
 
 impl Nat {
     /// Every emulated nationality, in code order.
@@ -69,14 +59,14 @@ impl Nat {
     }
 
     fn api_index(self) -> usize {
-        API_NATS
+        NATIONALITIES
             .iter()
             .position(|c| *c == self.code())
             .unwrap_or_default()
     }
 
     fn from_api_index(index: usize) -> Option<Nat> {
-        API_NATS.get(index).and_then(|code| code.parse().ok())
+        NATIONALITIES.get(index).and_then(|code| code.parse().ok())
     }
 }
 
@@ -121,79 +111,6 @@ impl Gender {
     }
 }
 
-/// A top-level field of a user record, as named by `inc` / `exc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Field {
-    /// `gender`
-    Gender,
-    /// `name`
-    Name,
-    /// `location`
-    Location,
-    /// `email`
-    Email,
-    /// `login` (holds `uuid`, the record id, and the credentials)
-    Login,
-    /// `registered`
-    Registered,
-    /// `dob`
-    Dob,
-    /// `phone`
-    Phone,
-    /// `cell`
-    Cell,
-    /// `id`
-    Id,
-    /// `picture`
-    Picture,
-    /// `nat`
-    Nat,
-}
-
-impl Field {
-    /// All fields, in the order `inc` defaults to.
-    pub const ALL: [Field; 12] = [
-        Field::Gender,
-        Field::Name,
-        Field::Location,
-        Field::Email,
-        Field::Login,
-        Field::Registered,
-        Field::Dob,
-        Field::Phone,
-        Field::Cell,
-        Field::Id,
-        Field::Picture,
-        Field::Nat,
-    ];
-
-    /// The key in the JSON record.
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::Gender => "gender",
-            Field::Name => "name",
-            Field::Location => "location",
-            Field::Email => "email",
-            Field::Login => "login",
-            Field::Registered => "registered",
-            Field::Dob => "dob",
-            Field::Phone => "phone",
-            Field::Cell => "cell",
-            Field::Id => "id",
-            Field::Picture => "picture",
-            Field::Nat => "nat",
-        }
-    }
-
-    fn from_name(s: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == s)
-    }
-
-    fn bit(self) -> u16 {
-        1 << (self as u16)
-    }
-}
-
 /// The set of fields a response includes, after `inc` and `exc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldSet(u16);
@@ -204,7 +121,7 @@ impl FieldSet {
 
     /// Whether `field` is in the set.
     pub fn contains(self, field: Field) -> bool {
-        self.0 & field.bit() != 0
+        self.0 & bit(field) != 0
     }
 
     /// The API's rule: start from `inc` (all fields when absent), drop what `exc` names;
@@ -215,7 +132,7 @@ impl FieldSet {
             Some(list) => FieldSet(
                 list.iter()
                     .filter_map(|n| Field::from_name(n))
-                    .fold(0, |acc, f| acc | f.bit()),
+                    .fold(0, |acc, f| acc | bit(f)),
             ),
         };
         for f in exc
@@ -223,10 +140,15 @@ impl FieldSet {
             .iter()
             .filter_map(|n| Field::from_name(n))
         {
-            set.0 &= !f.bit();
+            set.0 &= !bit(f);
         }
         set
     }
+}
+
+/// `field`'s bit in a [`FieldSet`].
+fn bit(field: Field) -> u16 {
+    1 << (field as u16)
 }
 
 /// What one API request asks for: everything that determines the generated page.
