@@ -28,7 +28,7 @@
 //! - [`relay`]: outbox → Kafka.
 //! - [`kafka`]: client construction, topics, partitioning.
 //! - [`consume`]: per-partition consumers, dead letters.
-//! - [`dlq`]: the dead-letter topic's settings.
+//! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, the status page and `/api/status`
