@@ -346,3 +346,53 @@ async fn late_commit_below_relayed_rows_is_relayed() {
     );
     assert_eq!(keys.len(), records as usize + 1);
 }
+
+/// A row landed by an older version (no stored message) whose JSON does not encode is an
+/// error naming the row, not an empty or made-up message: the relay stops (fatal, exit 1)
+/// and the row stays in the outbox (issue 13: no silent defaults on the data path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_legacy_row_stops_the_relay_naming_it() {
+    let (api, _stop) = common::start_emulator(EmulatorConfig::default()).await;
+    let mut s = common::Scenario::new("ingest_corrupt", &api).await;
+    s.set("PIPELINE_SOURCE__ENABLED", "false")
+        .set("PIPELINE_CONSUMER__ENABLED", "false");
+    let mut migrate = s.spawn(&["migrate"], &common::log_path("ingest_corrupt_migrate"));
+    assert_eq!(
+        migrate.wait(Duration::from_secs(60)),
+        0,
+        "migrate failed:\n{}",
+        migrate.log_tail(20)
+    );
+    let pool = sqlx::PgPool::connect(&s.db_url).await.expect("pg");
+    sqlx::query(
+        "INSERT INTO users_landed (id, fetched_at, batch_id, raw) \
+         VALUES ('corrupt-user', now(), 0, '{\"name\": ')",
+    )
+    .execute(&pool)
+    .await
+    .expect("insert landed user");
+    let seq: i64 =
+        sqlx::query_scalar("INSERT INTO outbox (user_id) VALUES ('corrupt-user') RETURNING seq")
+            .fetch_one(&pool)
+            .await
+            .expect("insert legacy outbox row");
+
+    let mut daemon = s.spawn(&["run"], &common::log_path("ingest_corrupt_run"));
+    let code = daemon.wait(Duration::from_secs(90));
+    let log = daemon.log_tail(60);
+    assert_eq!(
+        code, 1,
+        "a corrupted row must stop the relay (exit 1):\n{log}"
+    );
+    assert!(
+        log.contains(&format!("outbox row seq {seq} (user corrupt-user)"))
+            && log.contains("does not encode"),
+        "the error must name the row:\n{log}"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 1, "the row must stay in the outbox");
+}
