@@ -357,3 +357,104 @@ pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, Strin
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A drain whose conditions all hold: ingest done, outbox empty, one partition committed
+    /// up to its high watermark by a fetch that started after the relay went idle.
+    fn drained_state() -> (CancellationToken, Metrics, Arc<Progress>) {
+        let done = CancellationToken::new();
+        done.cancel();
+        let metrics = Metrics::new();
+        metrics.outbox_backlog.set(0);
+        let progress = Arc::new(Progress::default());
+        progress.assigned.store(true, Ordering::SeqCst);
+        let p = progress.partition(0);
+        p.committed.store(10, Ordering::SeqCst);
+        p.high_watermark.store(10, Ordering::SeqCst);
+        (done, metrics, progress)
+    }
+
+    /// Keeps partition 0's latest fetch "started now", as a live fetcher does.
+    fn keep_fetching(progress: &Arc<Progress>) -> tokio::task::JoinHandle<()> {
+        let p = progress.partition(0);
+        tokio::spawn(async move {
+            loop {
+                p.last_fetch_started_ms
+                    .store(chrono::Utc::now().timestamp_millis(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_every_condition() {
+        let (done, metrics, progress) = drained_state();
+        let fetcher = keep_fetching(&progress);
+        let drained = wait_drained(true, done, metrics, Arc::clone(&progress), true);
+        tokio::time::timeout(Duration::from_secs(5), drained)
+            .await
+            .expect("drained once everything is committed");
+        fetcher.abort();
+    }
+
+    #[tokio::test]
+    async fn drain_does_not_end_with_work_left() {
+        // Rows waiting in the outbox.
+        let (done, metrics, progress) = drained_state();
+        let fetcher = keep_fetching(&progress);
+        metrics.outbox_backlog.set(3);
+        let drained = wait_drained(true, done, metrics.clone(), Arc::clone(&progress), true);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(800), drained)
+                .await
+                .is_err(),
+            "drained with 3 rows in the outbox"
+        );
+        // A partition behind its high watermark.
+        let (done, metrics, progress) = drained_state();
+        let behind = keep_fetching(&progress);
+        progress
+            .partition(0)
+            .high_watermark
+            .store(11, Ordering::SeqCst);
+        let drained = wait_drained(true, done, metrics, Arc::clone(&progress), true);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(800), drained)
+                .await
+                .is_err(),
+            "drained with a record not committed"
+        );
+        behind.abort();
+        // Ingest not done (the source still runs).
+        let (_, metrics, progress) = drained_state();
+        let drained = wait_drained(
+            true,
+            CancellationToken::new(),
+            metrics,
+            Arc::clone(&progress),
+            true,
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), drained)
+                .await
+                .is_err(),
+            "drained before the source finished"
+        );
+        fetcher.abort();
+    }
+
+    #[tokio::test]
+    async fn without_drain_and_exit_the_daemon_runs_until_a_signal() {
+        let (done, metrics, progress) = drained_state();
+        let drained = wait_drained(false, done, metrics, progress, true);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), drained)
+                .await
+                .is_err()
+        );
+    }
+}
