@@ -24,7 +24,7 @@ use crate::relay::RelayStage;
 use crate::shutdown::Signals;
 use crate::sink::CassandraSink;
 use crate::source::{SourceStage, UserApiClient};
-use crate::supervise::{Health, Supervisor};
+use crate::supervise::{Health, Probes, Supervisor};
 use crate::telemetry::metrics::LatencyRecorder;
 use crate::telemetry::notify::Notifier;
 use crate::telemetry::report::{self, RunReport};
@@ -94,6 +94,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         config.runtime.backoff.clone(),
         config.runtime.healthy_after,
     );
+    let supervisor = supervisor.with_probes(Probes::from_config(&config));
     // Shutdown order: the source stops first; landing runs until its channel closes (its
     // token is only the deadline's hard stop); then the relay; then the consumers.
     let source_token = CancellationToken::new();

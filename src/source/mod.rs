@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::budget::ByteBudget;
 use crate::config::{BackoffConfig, ScheduleMode, SourceConfig};
 use crate::model::{self, PageError, RawUser};
-use crate::supervise::{Backoff, Stage, StageContext, StageError};
+use crate::supervise::{Backoff, Probes, Service, Stage, StageContext, StageError, probe};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::observe_ms;
 
@@ -141,6 +141,8 @@ pub struct UserApiClient {
     /// Bytes one requested user costs while its page is split (body plus split output), as
     /// measured on the last page: the estimate a request reserves before it is sent.
     bytes_per_user: Arc<AtomicU64>,
+    /// Ends a retry's wait as soon as the API, seen down, answers again.
+    probes: Arc<Probes>,
 }
 
 impl UserApiClient {
@@ -165,6 +167,7 @@ impl UserApiClient {
             backoff: backoff.clone(),
             budget: ByteBudget::new(config.buffer_bytes),
             bytes_per_user: Arc::new(AtomicU64::new(INITIAL_BYTES_PER_USER)),
+            probes: Arc::new(Probes::api(backoff.probe_interval, &config.url)),
         })
     }
 
@@ -282,6 +285,7 @@ impl UserApiClient {
     /// Cancel-safe: dropping the future abandons the request; nothing is half-written.
     pub async fn fetch(&self, page: Option<u32>) -> Result<FetchedPage, FetchError> {
         let mut backoff = Backoff::new(&self.backoff);
+        let mut episode = probe::Episode::default();
         loop {
             let started = Instant::now();
             let result = self.fetch_once(page).await;
@@ -313,7 +317,11 @@ impl UserApiClient {
             }
             tracing::debug!(error = %error, ?page, delay_ms = delay.as_millis() as u64, "fetch failed, retrying");
             self.metrics.heartbeats.waiting_for("source", delay);
-            tokio::time::sleep(delay).await;
+            let service = matches!(error, FetchError::Connect(_) | FetchError::Timeout(_))
+                .then_some(Service::Api);
+            if self.probes.sleep(service, delay, &mut episode).await == probe::Wake::ServiceBack {
+                backoff.reset();
+            }
         }
     }
 }

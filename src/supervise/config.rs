@@ -21,6 +21,13 @@ pub struct BackoffConfig {
     pub multiplier: f64,
     /// Random spread, 0.0..=1.0: a delay d becomes d * (1 - jitter * U[0,1)). Default 0.5.
     pub jitter: f64,
+    /// While a stage waits after a failure naming a service (Postgres, Kafka, Cassandra, the
+    /// API), a TCP connect to that service every `probe_interval`; once the service was seen
+    /// unreachable, the first probe that connects ends the wait, so a stage reconnects within
+    /// this interval of the service's return however long the outage was. 0..=10s; "0s"
+    /// turns probing off. Default "250ms".
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
 }
 
 impl Default for BackoffConfig {
@@ -30,6 +37,7 @@ impl Default for BackoffConfig {
             max: Duration::from_secs(30),
             multiplier: 2.0,
             jitter: 0.5,
+            probe_interval: Duration::from_millis(250),
         }
     }
 }
@@ -55,6 +63,11 @@ impl BackoffConfig {
             ));
         }
         check_range("runtime.backoff.jitter", b.jitter, 0.0..=1.0)?;
+        check_range(
+            "runtime.backoff.probe_interval",
+            b.probe_interval,
+            Duration::ZERO..=Duration::from_secs(10),
+        )?;
         Ok(())
     }
 }

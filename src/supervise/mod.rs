@@ -12,6 +12,9 @@
 //! whose token is cancelled.
 
 pub(crate) mod config;
+pub mod probe;
+
+pub use probe::{Probes, Service};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -57,7 +60,11 @@ pub enum StageError {
     /// Supervisor tests only.
     #[cfg(test)]
     #[error("{message}")]
-    Test { message: String, retriable: bool },
+    Test {
+        message: String,
+        retriable: bool,
+        service: Option<Service>,
+    },
 }
 
 impl StageError {
@@ -74,6 +81,19 @@ impl StageError {
             Self::Disconnected(_) | Self::Panicked(_) => true,
             #[cfg(test)]
             Self::Test { retriable, .. } => *retriable,
+        }
+    }
+
+    /// The service the failure came from, whose return the supervisor watches for.
+    pub fn service(&self) -> Option<Service> {
+        match self {
+            Self::Source(_) => Some(Service::Api),
+            Self::Postgres(_) => Some(Service::Postgres),
+            Self::Kafka(_) => Some(Service::Kafka),
+            Self::Cassandra(_) => Some(Service::Cassandra),
+            Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
+            #[cfg(test)]
+            Self::Test { service, .. } => *service,
         }
     }
 
@@ -297,8 +317,14 @@ pub struct Supervisor {
     health: Arc<Health>,
     backoff: BackoffConfig,
     healthy_after: Duration,
+    probes: Arc<Probes>,
     fatal_tx: mpsc::UnboundedSender<Fatal>,
 }
+
+/// The longest wait between attempts once a service answers again after an outage, until the
+/// stage has run for `healthy_after`: the service may accept connections a little before it
+/// serves (a broker still loading, a node joining), and the grown backoff must not come back.
+const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     /// Returns the supervisor and the receiver of fatal errors.
@@ -316,10 +342,19 @@ impl Supervisor {
                 health,
                 backoff,
                 healthy_after,
+                probes: Arc::new(Probes::default()),
                 fatal_tx,
             },
             fatal_rx,
         )
+    }
+
+    /// Watches the services of failed stages with `probes` (see [`probe`]): a stage waiting
+    /// to retry a service that was down retries as soon as it answers again.
+    #[must_use]
+    pub fn with_probes(mut self, probes: Probes) -> Self {
+        self.probes = Arc::new(probes);
+        self
     }
 
     /// Runs `stage` under supervision until it returns `Ok`, fails fatally, or `token` is
@@ -345,11 +380,14 @@ impl Supervisor {
         let health = Arc::clone(&self.health);
         let backoff = self.backoff.clone();
         let healthy_after = self.healthy_after;
+        let probes = Arc::clone(&self.probes);
         let fatal_tx = self.fatal_tx.clone();
         health.set(&name, TaskState::Starting);
         metrics.task_restarts.with_label_values(&[&name]);
         self.tracker.spawn(async move {
             let mut attempt: u32 = 0;
+            let mut episode = probe::Episode::default();
+            let mut recovering = false;
             loop {
                 let started = Instant::now();
                 let result = tokio::spawn(stage(ctx.clone())).await;
@@ -384,13 +422,23 @@ impl Supervisor {
                 }
                 if started.elapsed() >= healthy_after {
                     attempt = 0;
+                    episode = probe::Episode::default();
+                    recovering = false;
                 }
-                let delay = backoff_delay(&backoff, attempt, fastrand::f64());
+                let mut delay = backoff_delay(&backoff, attempt, fastrand::f64());
+                if recovering {
+                    delay = delay.min(RECOVERY_MAX_DELAY);
+                }
                 attempt = attempt.saturating_add(1);
                 metrics.task_restarts.with_label_values(&[&name]).inc();
                 tracing::warn!(task = %name, error = %message, attempt, delay_ms = delay.as_millis() as u64, "task failed; restarting");
                 tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
+                    wake = probes.sleep(error.service(), delay, &mut episode) => {
+                        if wake == probe::Wake::ServiceBack {
+                            attempt = 0;
+                            recovering = true;
+                        }
+                    }
                     () = token.cancelled() => {
                         health.set(&name, TaskState::Finished);
                         return;
@@ -437,6 +485,7 @@ mod tests {
             max: Duration::from_millis(40),
             multiplier: 2.0,
             jitter: 0.0,
+            ..BackoffConfig::default()
         }
     }
 
@@ -447,6 +496,7 @@ mod tests {
             max: Duration::from_secs(1),
             multiplier: 2.0,
             jitter: 0.5,
+            ..BackoffConfig::default()
         };
         assert_eq!(backoff_delay(&c, 0, 0.0), Duration::from_millis(100));
         assert_eq!(backoff_delay(&c, 1, 0.0), Duration::from_millis(200));
@@ -483,6 +533,7 @@ mod tests {
                     Err(StageError::Test {
                         message: "boom".into(),
                         retriable: true,
+                        service: None,
                     })
                 } else {
                     Ok(())
@@ -498,6 +549,53 @@ mod tests {
         let error = snapshot[0].last_error.as_ref().expect("error kept");
         assert!(!error.fatal && error.message == "boom");
         assert_eq!(health.state("flaky"), Some(TaskState::Finished));
+    }
+
+    #[tokio::test]
+    async fn a_service_that_returns_cuts_the_grown_backoff_short() {
+        // A 10 s backoff, a service that is down for 300 ms: the retry comes when it answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local addr").to_string();
+        drop(listener);
+        let backoff = BackoffConfig {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(10),
+            jitter: 0.0,
+            ..BackoffConfig::default()
+        };
+        let (sup, _fatal) = Supervisor::new(
+            Metrics::new(),
+            Arc::new(Health::default()),
+            backoff,
+            Duration::from_secs(60),
+        );
+        let sup = sup.with_probes(
+            Probes::new(Duration::from_millis(20)).with(Service::Postgres, vec![address.clone()]),
+        );
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        let started = tokio::time::Instant::now();
+        sup.spawn("landing", CancellationToken::new(), move |_ctx| {
+            let r = Arc::clone(&r);
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(StageError::Test {
+                        message: "connection refused".into(),
+                        retriable: true,
+                        service: Some(Service::Postgres),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _back = tokio::net::TcpListener::bind(&address).await.expect("rebind");
+        tokio::time::timeout(Duration::from_secs(5), sup.wait())
+            .await
+            .expect("retried long before the 10 s backoff");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]
@@ -519,6 +617,7 @@ mod tests {
                 Err(StageError::Test {
                     message: "password refused".into(),
                     retriable: false,
+                    service: None,
                 })
             }
         });
