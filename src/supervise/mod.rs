@@ -554,7 +554,9 @@ mod tests {
     #[tokio::test]
     async fn a_service_that_returns_cuts_the_grown_backoff_short() {
         // A 10 s backoff, a service that is down for 300 ms: the retry comes when it answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("local addr").to_string();
         drop(listener);
         let backoff = BackoffConfig {
@@ -590,7 +592,9 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let _back = tokio::net::TcpListener::bind(&address).await.expect("rebind");
+        let _back = tokio::net::TcpListener::bind(&address)
+            .await
+            .expect("rebind");
         tokio::time::timeout(Duration::from_secs(5), sup.wait())
             .await
             .expect("retried long before the 10 s backoff");
