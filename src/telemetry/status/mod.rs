@@ -120,6 +120,10 @@ pub struct Status {
     pub dead_letters: DeadLettersStatus,
     /// The services the daemon talks to and their versions where known.
     pub services: Vec<ServiceStatus>,
+    /// The leases (relay, source) this daemon holds or stands by for; absent from daemons
+    /// before leases.
+    #[serde(default)]
+    pub leases: Vec<LeaseStatus>,
     /// The effective configuration, secrets masked as "***".
     pub config: serde_json::Value,
 }
@@ -238,6 +242,20 @@ pub struct DeadLettersStatus {
     pub by_reason: BTreeMap<String, u64>,
     /// The last 50, newest first.
     pub recent: Vec<DeadLetterEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    /// "relay" or "source".
+    pub name: String,
+    /// Whether this daemon holds the lease (`pipeline_lease_held`).
+    pub held: bool,
+    /// Unix ms since when it is held, or since when this daemon stands by (or lost it).
+    pub since_ms: i64,
+    /// `pipeline_lease_takeovers_total` of the lease.
+    pub takeovers: u64,
+    /// `pipeline_lease_lost_total` of the lease.
+    pub lost: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -567,6 +585,7 @@ impl StatusBoard {
         let fatal = t.last_error.as_ref().is_some_and(|e| e.fatal);
         match t.state {
             TaskState::Ready => "running",
+            TaskState::Standby => "standby",
             TaskState::Starting if restarts > 0 => "restarting",
             TaskState::Starting => "starting",
             TaskState::Failed if fatal => "failed",
@@ -635,7 +654,12 @@ impl StatusBoard {
             .collect::<Vec<_>>();
         let readiness: Vec<String> = tasks
             .iter()
-            .filter(|t| !matches!(t.state.as_str(), "running" | "stopped" | "disabled"))
+            .filter(|t| {
+                !matches!(
+                    t.state.as_str(),
+                    "running" | "standby" | "stopped" | "disabled"
+                )
+            })
             .map(|t| match &t.last_error {
                 _ if t.state == "stalled" => stalled
                     .iter()
@@ -749,6 +773,23 @@ impl StatusBoard {
                 recent: self.metrics.recent_dead_letters.snapshot(),
             },
             services: lock(&self.services).values().cloned().collect(),
+            leases: self
+                .metrics
+                .leases
+                .snapshot()
+                .into_iter()
+                .map(|l| LeaseStatus {
+                    name: l.name.to_string(),
+                    held: l.held,
+                    since_ms: l.since_ms,
+                    takeovers: self
+                        .metrics
+                        .lease_takeovers
+                        .with_label_values(&[l.name])
+                        .get(),
+                    lost: self.metrics.lease_lost.with_label_values(&[l.name]).get(),
+                })
+                .collect(),
             config: self.config_json.clone(),
         }
     }
