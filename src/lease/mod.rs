@@ -117,7 +117,8 @@ pub struct LeaseBoard {
 }
 
 impl LeaseBoard {
-    fn set(&self, name: &'static str, held: bool) {
+    /// Records whether lease `name` is held now (the time is kept from the last change).
+    pub(crate) fn set(&self, name: &'static str, held: bool) {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         let unchanged = leases.get(name).is_some_and(|l| l.held == held);
         if !unchanged {

@@ -214,6 +214,25 @@ impl Run {
             Some(2),
             "{status}"
         );
+        // `pipeline status`: ready (exit 0), and the LEASES line says B stands by.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args([
+                "status",
+                "--url",
+                &format!("http://127.0.0.1:{}", daemon_b.http_port),
+            ])
+            .output()
+            .expect("pipeline status");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("LEASES"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("relay standby") && line.contains("source standby"),
+            "{text}"
+        );
         (daemon_a, daemon_b)
     }
 
@@ -249,6 +268,91 @@ async fn holder_pid(pool: &sqlx::PgPool, key: i64) -> Option<i32> {
     .fetch_optional(pool)
     .await
     .expect("read pg_locks")
+}
+
+/// The lease itself, without daemons: exclusive, freed with its session (the standby takes it
+/// at its next try), and lost at once when its session is terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_exclusive_freed_with_its_session_and_lost_when_terminated() {
+    use pipeline::config::{LeaseConfig, PostgresConfig, Secret};
+    use pipeline::lease::Elector;
+    use pipeline::telemetry::Metrics;
+    use std::sync::atomic::AtomicU32;
+
+    common::require_stack();
+    let db = common::scratch_database(&format!("db_{}", common::unique("fo_lease"))).await;
+    let pool = sqlx::PgPool::connect(&db).await.expect("connect");
+    let postgres = PostgresConfig {
+        url: common::without_password(&db),
+        password: Some(Secret::new(common::password_of(&db))),
+        ..PostgresConfig::default()
+    };
+    let config = LeaseConfig::default();
+    let key = pipeline::lease::source_key("http://127.0.0.1:9/api/", &common::unique("seed"));
+    let (ma, mb) = (Metrics::new(), Metrics::new());
+    let a = Elector::new("source", key, &postgres, &config, ma.clone()).expect("options");
+    let b = Elector::new("source", key, &postgres, &config, mb.clone()).expect("options");
+    let token = tokio_util::sync::CancellationToken::new();
+    let held_a = a
+        .acquire(&token, || panic!("nobody else holds it"))
+        .await
+        .expect("acquire")
+        .expect("held");
+    assert_eq!(ma.lease_held.with_label_values(&["source"]).get(), 1);
+
+    let standbys = Arc::new(AtomicU32::new(0));
+    let (n, t) = (Arc::clone(&standbys), token.clone());
+    let waiting = tokio::spawn(async move {
+        let lease = b.acquire(&t, || {
+            n.fetch_add(1, Ordering::SeqCst);
+        });
+        let lease = lease.await.expect("acquire").expect("held");
+        (lease, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(!waiting.is_finished(), "B took a lease A holds");
+    assert!(
+        standbys.load(Ordering::SeqCst) >= 2,
+        "B stood by and tried again"
+    );
+
+    let released = Instant::now();
+    drop(held_a);
+    let (held_b, at) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("B took the lease within 5 s")
+        .expect("task");
+    let took = at - released;
+    println!(
+        "released -> taken by the standby in {:.3} s",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(ma.lease_held.with_label_values(&["source"]).get(), 0);
+    assert_eq!(mb.lease_held.with_label_values(&["source"]).get(), 1);
+    assert_eq!(mb.lease_takeovers.with_label_values(&["source"]).get(), 1);
+
+    let pid = holder_pid(&pool, key).await.expect("B's lease session");
+    let terminated = Instant::now();
+    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .expect("pg_terminate_backend");
+    tokio::time::timeout(Duration::from_secs(2), held_b.lost())
+        .await
+        .expect("B saw its session end");
+    println!(
+        "terminated -> stepped down in {:.3} s",
+        terminated.elapsed().as_secs_f64()
+    );
+    assert_eq!(mb.lease_lost.with_label_values(&["source"]).get(), 1);
+    assert_eq!(mb.lease_held.with_label_values(&["source"]).get(), 0);
+    assert_eq!(
+        holder_pid(&pool, key).await,
+        None,
+        "the lock went with the session"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

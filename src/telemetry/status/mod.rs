@@ -933,6 +933,48 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_task_is_ready_and_the_leases_are_listed() {
+        let b = board();
+        for task in ["source", "landing", "consumer"] {
+            b.health.set(task, TaskState::Ready);
+        }
+        b.health.set("relay", TaskState::Standby);
+        b.metrics.leases.set("relay", false);
+        b.metrics.lease_lost.with_label_values(&["relay"]).inc();
+        b.metrics.leases.set("source", true);
+        b.metrics
+            .lease_takeovers
+            .with_label_values(&["source"])
+            .inc();
+        let s = b.status();
+        assert!(s.ready, "a standby is healthy: {:?}", s.readiness);
+        assert!(b.health.not_ready().is_empty());
+        let relay = s.tasks.iter().find(|t| t.name == "relay").expect("relay");
+        assert_eq!(relay.state, "standby");
+        let leases: Vec<(&str, bool, u64, u64)> = s
+            .leases
+            .iter()
+            .map(|l| (l.name.as_str(), l.held, l.takeovers, l.lost))
+            .collect();
+        assert_eq!(leases, [("relay", false, 0, 1), ("source", true, 1, 0)]);
+        let text = client::render_text(&s, 10, 0);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("LEASES"))
+            .expect("a LEASES line");
+        assert!(
+            line.contains("relay standby 0s (1 lost)")
+                && line.contains("source held 0s (1 takeovers)"),
+            "{line}"
+        );
+        // A document of a daemon before leases still reads.
+        let mut json = serde_json::to_value(&s).expect("json");
+        json.as_object_mut().expect("object").remove("leases");
+        let old: Status = serde_json::from_value(json).expect("old document");
+        assert!(old.leases.is_empty());
+    }
+
+    #[test]
     fn quantiles_interpolate_like_prometheus() {
         let bounds = [0.1, 0.2, 0.4];
         // 10 in (0, 0.1], 10 in (0.1, 0.2], 0 in (0.2, 0.4], 0 above.
