@@ -79,6 +79,18 @@ pub enum LeaseError {
         #[source]
         source: PostgresError,
     },
+    /// The server refused the lease session's settings: Postgres before 14 has no
+    /// `idle_session_timeout` (or a pooler in between does not pass startup options).
+    #[error(
+        "{lease} lease: the server refused the lease session's settings \
+         (idle_session_timeout, tcp_user_timeout, client_connection_check_interval): leases \
+         need Postgres 14 or later, connected directly: {source}"
+    )]
+    Unsupported {
+        lease: &'static str,
+        #[source]
+        source: PostgresError,
+    },
     /// Postgres did not answer within `lease.timeout` (connect: `postgres.connect_timeout`).
     #[error("{lease} lease: {op} got no answer within {after:?}")]
     Timeout {
@@ -93,6 +105,7 @@ impl LeaseError {
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Session { source, .. } => source.is_retriable(),
+            Self::Unsupported { .. } => false,
             Self::Timeout { .. } => true,
         }
     }
@@ -225,9 +238,20 @@ impl Elector {
             op: "connect",
             after: self.connect_timeout,
         })?
-        .map_err(|e| LeaseError::Session {
-            lease: name,
-            source: pg_error("connect lease session")(e),
+        .map_err(|e| {
+            let source = pg_error("connect lease session")(e);
+            // 42704 undefined_object: "unrecognized configuration parameter".
+            if source.code().as_deref() == Some("42704") {
+                LeaseError::Unsupported {
+                    lease: name,
+                    source,
+                }
+            } else {
+                LeaseError::Session {
+                    lease: name,
+                    source,
+                }
+            }
         })
     }
 
