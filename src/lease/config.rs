@@ -24,7 +24,7 @@ pub struct LeaseConfig {
     /// lease session's `idle_session_timeout`, `tcp_user_timeout` and keepalives, after which
     /// Postgres ends the session and frees the lease. Must exceed `check_interval + timeout`,
     /// so the old holder has stepped down before anyone else can take over, 1s..=60s.
-    /// Default "3s".
+    /// Default "2500ms" (a takeover within 4 s of a network cut with the other defaults).
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
 }
@@ -34,7 +34,7 @@ impl Default for LeaseConfig {
         Self {
             check_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
-            session_timeout: Duration::from_secs(3),
+            session_timeout: Duration::from_millis(2_500),
         }
     }
 }
@@ -67,10 +67,11 @@ impl LeaseConfig {
         Ok(())
     }
 
-    /// The longest a lease can stay with a holder that went silent: what Postgres waits
-    /// before it ends the session.
+    /// The longest a standby can take to take over from a holder that went silent: the
+    /// holder's check sleeps `check_interval / 2`, Postgres ends the session after
+    /// `session_timeout` of silence, the standby tries every `check_interval`.
     pub fn takeover_bound(&self) -> Duration {
-        self.session_timeout + self.check_interval
+        self.check_interval / 2 + self.session_timeout + self.check_interval
     }
 }
 
@@ -91,7 +92,9 @@ mod tests {
         assert_eq!(config.lease.session_timeout, Duration::from_secs(2));
         let defaults = load("").expect("defaults");
         assert_eq!(defaults.lease.check_interval, Duration::from_secs(1));
-        assert_eq!(defaults.lease.session_timeout, Duration::from_secs(3));
+        assert_eq!(defaults.lease.session_timeout, Duration::from_millis(2_500));
+        // Issue 16: every stage fails over within 5 s.
+        assert_eq!(defaults.lease.takeover_bound(), Duration::from_secs(4));
     }
 
     #[test]

@@ -23,9 +23,9 @@
 //!   holder's own check times out after `check_interval + timeout`, which validation keeps
 //!   below `session_timeout`, so the old holder has stopped before anyone can take over.
 //!
-//! A standby takes over at its next try, so the lease moves within `session_timeout +
-//! check_interval` of the holder's death in the worst case (a cut network), and within about
-//! `check_interval` otherwise. Needs Postgres 14 or later (`idle_session_timeout`).
+//! A standby takes over at its next try, so the lease moves within
+//! [`LeaseConfig::takeover_bound`] of the holder's death in the worst case (a cut network: 4 s
+//! with the defaults), and within about `check_interval` otherwise. Needs Postgres 14 or later (`idle_session_timeout`).
 
 pub(crate) mod config;
 
