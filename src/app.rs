@@ -20,6 +20,7 @@ use crate::consume::{self, ConsumerStage, Progress};
 use crate::exit::Exit;
 use crate::kafka;
 use crate::landing::{self, Landing, LandingInput, LandingStage};
+use crate::lease::{self, Elector};
 use crate::relay::RelayStage;
 use crate::shutdown::Signals;
 use crate::sink::CassandraSink;
@@ -133,6 +134,22 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             cursor: Arc::new(landing.clone()),
             out: tx,
             downstream: vec![relay_up.clone(), consumer_up.clone()],
+            lease: if config.source.exclusive {
+                let key = lease::source_key(&config.source.url, &config.source.seed);
+                Some(
+                    Elector::new(
+                        "source",
+                        key,
+                        &config.postgres,
+                        &config.lease,
+                        metrics.clone(),
+                    )
+                    .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            },
+            kept: std::sync::Mutex::new(None),
         };
         ingest_handles.push(supervisor.run(source, source_token.clone()));
         let landing_stage = LandingStage {
@@ -152,6 +169,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
         landing: landing.clone(),
         metrics: metrics.clone(),
         up: relay_up,
+        lease: Elector::new(
+            "relay",
+            lease::RELAY_LOCK_KEY,
+            &config.postgres,
+            &config.lease,
+            metrics.clone(),
+        )
+        .map_err(|e| e.to_string())?,
     };
     let relay_handle = supervisor.run(relay, relay_token.clone());
 

@@ -3,7 +3,7 @@
 //!
 //! Each stage owns its section: the struct, its defaults and its `validate()` live beside the
 //! stage's code (`source/config.rs`, `landing/config.rs`, `relay/config.rs`,
-//! `kafka/config.rs`, `consume/config.rs`, `sink/config.rs`, `dlq/config.rs`,
+//! `lease/config.rs`, `kafka/config.rs`, `consume/config.rs`, `sink/config.rs`, `dlq/config.rs`,
 //! `telemetry/config.rs`, `supervise/config.rs`) and are re-exported here. This module holds
 //! what spans sections: [`Config`], loading (file, environment, secret files), the keys that
 //! moved to another section, the cross-section checks, and the small checks every section
@@ -29,6 +29,7 @@ pub use crate::consume::config::{ConsumerConfig, StartFrom};
 pub use crate::dlq::config::DlqConfig;
 pub use crate::kafka::config::{CompressionKind, KafkaConfig, KafkaSecurity, SaslMechanism};
 pub use crate::landing::config::{LandingConfig, PostgresConfig};
+pub use crate::lease::config::LeaseConfig;
 pub use crate::relay::config::RelayConfig;
 pub use crate::sink::config::{CassandraConfig, ConsistencyLevel, WriteMode};
 pub use crate::source::config::{ScheduleMode, SourceConfig};
@@ -46,6 +47,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub landing: LandingConfig,
     pub relay: RelayConfig,
+    pub lease: LeaseConfig,
     pub kafka: KafkaConfig,
     pub consumer: ConsumerConfig,
     pub cassandra: CassandraConfig,
@@ -65,6 +67,7 @@ const SECTIONS: &[&str] = &[
     "postgres",
     "landing",
     "relay",
+    "lease",
     "kafka",
     "consumer",
     "cassandra",
@@ -344,6 +347,7 @@ impl Config {
         self.postgres.validate()?;
         self.landing.validate()?;
         self.relay.validate()?;
+        self.lease.validate()?;
         self.kafka.validate()?;
         self.dlq.validate()?;
         if self.kafka.topic == self.dlq.topic {

@@ -24,8 +24,9 @@
 //!   crate's, `crates/randomuser`, which also holds the API's types and limits; feature
 //!   `emulator`, on by default).
 //! - [`landing`]: Postgres landing tables and the transactional outbox.
-//! - [`outbox`]: the outbox's read, acknowledge and backlog, the relay lease, wake-ups.
+//! - [`outbox`]: the outbox's read, acknowledge and backlog, wake-ups.
 //! - [`relay`]: outbox → Kafka.
+//! - [`lease`]: the relay and source leases (one holder per database among daemons).
 //! - [`kafka`]: client construction, topics, partitioning.
 //! - [`consume`]: per-partition consumers, dead letters.
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
@@ -47,6 +48,7 @@ pub mod dlq;
 pub mod exit;
 pub mod kafka;
 pub mod landing;
+pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod outbox;

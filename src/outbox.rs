@@ -3,9 +3,9 @@
 //! order and deleted once Kafka acknowledged them.
 //!
 //! Landing owns the write (it must be atomic with the users); everything else the relay needs
-//! of Postgres is here: [`Outbox::read`], [`Outbox::acknowledge`], [`Outbox::backlog`], the
-//! single-relay election ([`Outbox::lead`]) and the wake-ups ([`Outbox::woken`],
-//! [`Outbox::listen`]).
+//! of Postgres is here: [`Outbox::read`], [`Outbox::acknowledge`], [`Outbox::backlog`] and
+//! the wake-ups ([`Outbox::woken`], [`Outbox::listen`]). The single-relay election is the
+//! relay lease (src/lease).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +17,6 @@ use crate::landing::{PostgresError, pg_error};
 use crate::model;
 use crate::relay::RelayError;
 use crate::supervise::StageError;
-
-/// Advisory lock key electing the single relay of a database.
-const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
 
 /// The Postgres channel the outbox trigger notifies on every insert.
 const CHANNEL: &str = "pipeline_outbox";
@@ -44,13 +41,6 @@ pub struct Outbox {
     wake: Arc<tokio::sync::Notify>,
 }
 
-/// Held while this process is the database's relay: the advisory lock lives on this
-/// connection, and is released when it closes (drop, crash, or a network cut ending the
-/// session).
-pub struct RelayLease {
-    _conn: sqlx::postgres::PgConnection,
-}
-
 impl Outbox {
     pub fn new(pool: PgPool) -> Self {
         Self {
@@ -67,25 +57,6 @@ impl Outbox {
     /// Resolves after rows were committed by this process (or forwarded by [`Outbox::listen`]).
     pub fn woken(&self) -> &tokio::sync::Notify {
         &self.wake
-    }
-
-    /// Tries to become the database's single relay.
-    ///
-    /// # Errors
-    /// [`PostgresError`] when Postgres does not answer.
-    pub async fn lead(&self) -> Result<Option<RelayLease>, PostgresError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(pg_error("acquire"))?
-            .detach();
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RELAY_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(pg_error("advisory lock"))?;
-        Ok(got.then_some(RelayLease { _conn: conn }))
     }
 
     /// Reads up to `limit` rows in seq order outside `skip` (inclusive; `(0, 0)` skips

@@ -102,6 +102,18 @@ pub fn pg_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> PostgresError {
 /// # Errors
 /// [`PostgresError::Options`] when the URL or sslmode cannot be used.
 pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.connect_timeout)
+        .connect_lazy_with(connect_options(config)?))
+}
+
+/// The connection options of `[postgres]` (URL, TLS, password), for the pool and for the
+/// dedicated lease sessions (src/lease).
+///
+/// # Errors
+/// [`PostgresError::Options`] when the URL or sslmode cannot be used.
+pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, PostgresError> {
     let mut options = PgConnectOptions::from_str(&config.url)
         .map_err(|source| PostgresError::Options {
             key: "postgres.url",
@@ -120,10 +132,7 @@ pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
     if let Some(ca) = &config.sslrootcert {
         options = options.ssl_root_cert(ca);
     }
-    Ok(PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(config.connect_timeout)
-        .connect_lazy_with(options))
+    Ok(options)
 }
 
 /// Runs migrations.

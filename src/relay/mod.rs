@@ -15,8 +15,10 @@
 //! (same key, same values, same write timestamp).
 //!
 //! Order: per key, trivially (a user id lands once); across keys, seq order within each
-//! partition, because one relay runs at a time (a Postgres advisory lock elects it when
+//! partition, because one relay runs at a time (the relay lease, src/lease, elects it when
 //! several daemons share a database) and it produces a partition's records in one request.
+//! A relay that loses its lease stops at once (its round in flight is dropped; its rows stay
+//! in the outbox for the next holder) and stands by again.
 //!
 //! Oversized records (larger than `kafka.max_message_bytes`, which the broker would refuse
 //! forever) go to the dead-letter topic, truncated, with reason `too_large` and stage `relay`.
@@ -34,6 +36,7 @@ use crate::config::Config;
 use crate::dlq::DeadLetter;
 use crate::kafka::{self, Partitions};
 use crate::landing::Landing;
+use crate::lease::Elector;
 use crate::model;
 use crate::outbox::{Outbox, OutboxRow};
 use crate::supervise::{Stage, StageContext, StageError};
@@ -69,6 +72,8 @@ pub struct RelayStage {
     /// Cancelled once the relay is up (it leads, or stands by for another daemon's lease):
     /// the source waits for it at start-up.
     pub up: CancellationToken,
+    /// The relay lease: one relay per database.
+    pub lease: Elector,
 }
 
 impl Stage for RelayStage {
@@ -95,8 +100,13 @@ impl Stage for RelayStage {
             client,
             self.metrics.clone(),
             ctx.token.clone(),
+            &self.lease,
             || {
                 ctx.set_ready();
+                self.up.cancel();
+            },
+            || {
+                ctx.set_standby();
                 self.up.cancel();
             },
         )
@@ -111,17 +121,55 @@ fn test_hang_hook(task: &str) -> bool {
     std::env::var("_PIPELINE_TEST_HANG").is_ok_and(|v| v == task)
 }
 
-/// The relay stage.
+/// The relay stage: relays while this daemon holds the relay lease, stands by while another
+/// daemon holds it, and stops relaying at once when the lease is lost.
 ///
 /// # Errors
 /// Retriable on Postgres or Kafka failures (rows stay in the outbox).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_relay(
     config: Arc<Config>,
     landing: Landing,
     client: Arc<rskafka::client::Client>,
     metrics: Metrics,
     token: CancellationToken,
+    lease: &Elector,
     mark_ready: impl Fn(),
+    mark_standby: impl Fn(),
+) -> Result<(), StageError> {
+    loop {
+        let standby = || {
+            mark_standby();
+            metrics
+                .heartbeats
+                .waiting_for("relay", config.lease.check_interval);
+        };
+        let Some(held) = lease.acquire(&token, standby).await? else {
+            return Ok(());
+        };
+        mark_ready();
+        let relaying = relay_while_held(
+            Arc::clone(&config),
+            landing.clone(),
+            Arc::clone(&client),
+            metrics.clone(),
+            token.clone(),
+        );
+        tokio::select! {
+            result = relaying => return result,
+            // Step down: the round in flight is dropped (its rows stay in the outbox).
+            () = held.lost() => mark_standby(),
+        }
+    }
+}
+
+/// Relays until `token` is cancelled (the caller holds the lease).
+async fn relay_while_held(
+    config: Arc<Config>,
+    landing: Landing,
+    client: Arc<rskafka::client::Client>,
+    metrics: Metrics,
+    token: CancellationToken,
 ) -> Result<(), StageError> {
     let k = &config.kafka;
     let partitions = kafka::ensure_topic(&client, k, &k.topic).await?;
@@ -131,23 +179,6 @@ pub async fn run_relay(
     let compression = kafka::compression(k.compression);
 
     let outbox = landing.outbox();
-    // Single relay per database: hold the lease (an advisory lock) while relaying.
-    let _lease = loop {
-        if let Some(lease) = outbox.lead().await? {
-            break lease;
-        }
-        mark_ready();
-        metrics
-            .heartbeats
-            .waiting_for("relay", Duration::from_secs(5));
-        tracing::info!("another relay holds the outbox lock; standing by");
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            () = token.cancelled() => return Ok(()),
-        }
-    };
-    mark_ready();
-
     // Other daemons' landings (and replays) wake us through the outbox trigger's NOTIFY.
     let listener = tokio::spawn(outbox.clone().listen(token.clone()));
     let _listener = AbortOnDrop(listener);

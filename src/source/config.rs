@@ -66,6 +66,11 @@ pub struct SourceConfig {
     /// larger than the whole budget takes all of it. Bytes, 65536..=17179869184. Default
     /// 25165824 (24 MiB).
     pub buffer_bytes: u64,
+    /// One fetcher per database, API url and seed: the source runs only while this daemon
+    /// holds the source lease (`[lease]`); other daemons' sources stand by. `false` lets
+    /// every daemon fetch (several seeds' worth of rate budget: mind the API's limit).
+    /// Default true.
+    pub exclusive: bool,
 }
 
 impl Default for SourceConfig {
@@ -88,6 +93,7 @@ impl Default for SourceConfig {
             max_records: 0,
             max_duration: Duration::ZERO,
             buffer_bytes: 24 * 1024 * 1024,
+            exclusive: true,
         }
     }
 }
@@ -203,6 +209,9 @@ mod tests {
             .expect("valid");
         assert_eq!(config.source.results, 50);
         assert_eq!(config.source.nat, ["us", "GB"]);
+        assert!(config.source.exclusive, "one fetcher by default");
+        let shared = load("[source]\nexclusive = false\n").expect("valid");
+        assert!(!shared.source.exclusive);
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! again: with a `seed`, pages are deterministic and resumed from what landing committed
 //! (`landing_batches`), so a restarted bounded run lands exactly the same users.
 //!
+//! One fetcher: with `source.exclusive` (the default) the source fetches only while this
+//! daemon holds the source lease of its database, API url and seed (src/lease); the sources
+//! of other daemons stand by and take over (resuming a seeded run from `landing_batches`).
+//! A source that loses its lease drops its requests in flight at once. After a bounded run
+//! completes, the lease is kept until the daemon stops, so a standby does not run it again.
+//!
 //! Retry policy, in one place ([`FetchError::is_retriable`]): timeouts, connection errors,
 //! 429 (honouring `Retry-After`), 5xx and unparseable bodies are retried with the shared
 //! backoff; other 4xx are the request's fault and stop the daemon (fatal).
@@ -21,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
 use crate::config::{BackoffConfig, ScheduleMode, SourceConfig};
+use crate::lease::{Elector, Lease};
 use crate::model::{self, PageError, RawUser};
 use crate::supervise::{Backoff, Probes, Service, Stage, StageContext, StageError, probe};
 use crate::telemetry::Metrics;
@@ -411,6 +418,10 @@ pub struct SourceStage<C: PageCursor> {
     /// Stages that should be up before the first fetch (relay, consumers): see
     /// [`wait_for_downstream`].
     pub downstream: Vec<CancellationToken>,
+    /// The source lease (`source.exclusive`); `None`: fetch whatever other daemons do.
+    pub lease: Option<Elector>,
+    /// The lease of a completed run, kept until the daemon stops.
+    pub kept: std::sync::Mutex<Option<Lease>>,
 }
 
 impl<C: PageCursor + 'static> Stage for SourceStage<C> {
@@ -430,14 +441,42 @@ impl<C: PageCursor + 'static> Stage for SourceStage<C> {
         if ctx.token.is_cancelled() {
             return Ok(());
         }
-        run_source(
-            self.client.clone(),
-            Arc::clone(&self.cursor),
-            self.out.clone(),
-            ctx.token.clone(),
-            || ctx.set_ready(),
-        )
-        .await
+        let fetch = || {
+            run_source(
+                self.client.clone(),
+                Arc::clone(&self.cursor),
+                self.out.clone(),
+                ctx.token.clone(),
+                || ctx.set_ready(),
+            )
+        };
+        let Some(lease) = &self.lease else {
+            return fetch().await;
+        };
+        loop {
+            let standby = || {
+                ctx.set_standby();
+                self.client
+                    .metrics
+                    .heartbeats
+                    .waiting_for("source", lease.check_interval());
+            };
+            let Some(held) = lease.acquire(&ctx.token, standby).await? else {
+                return Ok(());
+            };
+            tokio::select! {
+                result = fetch() => {
+                    if result.is_ok() && !ctx.token.is_cancelled() {
+                        // A completed run keeps its lease: a standby must not run it again.
+                        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+                    }
+                    return result;
+                }
+                // Step down: requests in flight are dropped (a seeded run resumes from what
+                // landing committed, wherever it is taken over).
+                () = held.lost() => ctx.set_standby(),
+            }
+        }
     }
 }
 

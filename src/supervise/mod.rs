@@ -46,6 +46,9 @@ pub enum StageError {
     /// Cassandra: connect, rows, offsets.
     #[error(transparent)]
     Cassandra(#[from] crate::sink::SinkError),
+    /// A lease session (src/lease) failed or did not answer.
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
     /// A record the relay cannot produce (a corrupted landed row): the row stays in the outbox.
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
@@ -77,6 +80,7 @@ impl StageError {
             Self::Postgres(e) => e.is_retriable(),
             Self::Kafka(e) => e.is_retriable(),
             Self::Cassandra(e) => e.is_retriable(),
+            Self::Lease(e) => e.is_retriable(),
             Self::Relay(_) => false,
             Self::Disconnected(_) | Self::Panicked(_) => true,
             #[cfg(test)]
@@ -88,7 +92,7 @@ impl StageError {
     pub fn service(&self) -> Option<Service> {
         match self {
             Self::Source(_) => Some(Service::Api),
-            Self::Postgres(_) => Some(Service::Postgres),
+            Self::Postgres(_) | Self::Lease(_) => Some(Service::Postgres),
             Self::Kafka(_) => Some(Service::Kafka),
             Self::Cassandra(_) => Some(Service::Cassandra),
             Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
@@ -198,6 +202,9 @@ pub trait Stage: Send + Sync + 'static {
 pub enum TaskState {
     Starting,
     Ready,
+    /// Connected, waiting for a lease another daemon holds (src/lease): healthy, so it counts
+    /// as ready for `/readyz`.
+    Standby,
     Failed,
     Finished,
 }
@@ -272,7 +279,12 @@ impl Health {
         match self.tasks.lock() {
             Ok(tasks) if !tasks.is_empty() => tasks
                 .iter()
-                .filter(|(_, s)| !matches!(s, TaskState::Ready | TaskState::Finished))
+                .filter(|(_, s)| {
+                    !matches!(
+                        s,
+                        TaskState::Ready | TaskState::Standby | TaskState::Finished
+                    )
+                })
                 .map(|(name, s)| format!("{name} ({s:?})"))
                 .collect(),
             Ok(_) => vec!["no tasks started".into()],
@@ -299,6 +311,14 @@ impl StageContext {
     pub fn set_ready(&self) {
         self.metrics.heartbeats.beat(&self.name);
         self.health.set(&self.name, TaskState::Ready);
+        self.metrics.task_up.with_label_values(&[&self.name]).set(1);
+    }
+
+    /// Marks the stage standing by for a lease another daemon holds: running, connected and
+    /// healthy (ready for `/readyz`, `pipeline_task_up` 1), but not working, so the stall
+    /// watch leaves it alone (`pipeline_lease_held` says who works).
+    pub fn set_standby(&self) {
+        self.health.set(&self.name, TaskState::Standby);
         self.metrics.task_up.with_label_values(&[&self.name]).set(1);
     }
 }

@@ -43,6 +43,15 @@ pub struct Metrics {
     pub recent_dead_letters: std::sync::Arc<super::status::RecentDeadLetters>,
     /// Stage heartbeats for the watchdog (not exported: liveness, not a metric).
     pub heartbeats: std::sync::Arc<super::heartbeat::Heartbeats>,
+    /// 1 while this daemon holds the lease (relay, source), else 0.
+    pub lease_held: IntGaugeVec,
+    /// Leases this daemon took after standing by or losing them, by lease.
+    pub lease_takeovers: IntCounterVec,
+    /// Leases this daemon lost (its session failed or went silent; it stepped down), by lease.
+    pub lease_lost: IntCounterVec,
+    /// Which leases this daemon holds and since when, for the status page (not exported:
+    /// `lease_held` is the metric).
+    pub leases: std::sync::Arc<crate::lease::LeaseBoard>,
 }
 
 /// Observes the time from `from_ms` to `to_ms` (unix ms; negative clock steps count as 0).
@@ -176,6 +185,22 @@ impl Metrics {
             .expect("valid metric"),
             recent_dead_letters: std::sync::Arc::default(),
             heartbeats: std::sync::Arc::default(),
+            lease_held: gauge(
+                "pipeline_lease_held",
+                "1 while this daemon holds the lease (relay, source), else 0.",
+                &["lease"],
+            ),
+            lease_takeovers: counter(
+                "pipeline_lease_takeovers_total",
+                "Leases this daemon took after standing by or losing them.",
+                &["lease"],
+            ),
+            lease_lost: counter(
+                "pipeline_lease_lost_total",
+                "Leases this daemon lost (session failed or silent) and stepped down from.",
+                &["lease"],
+            ),
+            leases: std::sync::Arc::default(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -193,6 +218,9 @@ impl Metrics {
             Box::new(metrics.e2e_latency.clone()),
             Box::new(metrics.batch_duration.clone()),
             Box::new(metrics.stage_latency.clone()),
+            Box::new(metrics.lease_held.clone()),
+            Box::new(metrics.lease_takeovers.clone()),
+            Box::new(metrics.lease_lost.clone()),
         ];
         for c in collectors {
             metrics.registry.register(c).expect("unique metric names");

@@ -386,7 +386,12 @@ async fn landed_count(pool: &sqlx::PgPool) -> i64 {
 }
 
 /// Waits until at least `n` users are landed; panics with the daemon's log after `timeout`.
-async fn wait_landed(pool: &sqlx::PgPool, n: i64, daemon: &common::Daemon, timeout: Duration) {
+pub(crate) async fn wait_landed(
+    pool: &sqlx::PgPool,
+    n: i64,
+    daemon: &common::Daemon,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         // Before migrations ran the table does not exist: count 0.
@@ -426,7 +431,12 @@ fn stack_signal(sig: &str) {
     assert!(status.success(), "scripts/stack stop-signal postgres {sig}");
 }
 
-async fn assert_exact(s: &common::Scenario, results: u32, records: u32, faults: &ContentFaults) {
+pub(crate) async fn assert_exact(
+    s: &common::Scenario,
+    results: u32,
+    records: u32,
+    faults: &ContentFaults,
+) {
     let counts = verify(
         &s.db_url,
         &s.keyspace,

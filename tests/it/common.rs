@@ -534,11 +534,14 @@ pub async fn start_emulator(
 }
 
 /// A TCP proxy that can cut every connection and refuse new ones, to kill a stage's service
-/// without touching the shared stack.
+/// without touching the shared stack, or freeze them (a network cut: nothing passes, nothing
+/// is closed).
 pub struct Proxy {
     pub port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
     cut: Arc<tokio::sync::Notify>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    freeze: Arc<tokio::sync::Notify>,
 }
 
 impl Proxy {
@@ -549,7 +552,10 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let cut = Arc::new(tokio::sync::Notify::new());
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let freeze = Arc::new(tokio::sync::Notify::new());
         let (u, c) = (Arc::clone(&up), Arc::clone(&cut));
+        let (f, fz) = (Arc::clone(&frozen), Arc::clone(&freeze));
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -560,18 +566,43 @@ impl Proxy {
                 }
                 let upstream = upstream.clone();
                 let c = Arc::clone(&c);
+                let (f, fz) = (Arc::clone(&f), Arc::clone(&fz));
                 tokio::spawn(async move {
+                    if f.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Accepted, never answered: a connect that hangs.
+                        c.notified().await;
+                        return;
+                    }
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = c.notified() => {}
+                    let froze = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        () = c.notified() => false,
+                        () = fz.notified() => true,
+                    };
+                    if froze {
+                        // Both sockets stay open and silent until the cut ends.
+                        c.notified().await;
                     }
+                    drop((inbound, outbound));
                 });
             }
         });
-        Self { port, up, cut }
+        Self {
+            port,
+            up,
+            cut,
+            frozen,
+            freeze,
+        }
+    }
+
+    /// A network cut: every connection stays open but nothing passes either way, and new
+    /// connections hang; no side sees a close (only timeouts can tell).
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.freeze.notify_waiters();
     }
 
     pub fn down(&self) {
@@ -581,6 +612,10 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.frozen.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            // The frozen connections end (their peers gave up on them long ago).
+            self.cut.notify_waiters();
+        }
     }
 }
 

@@ -60,6 +60,10 @@ fn bad_configs_exit_78_naming_the_key() {
             "cassandra.write_mode",
         ),
         ("[dlq]\ntopic = \"\"\n", "dlq.topic"),
+        (
+            "[lease]\ncheck_interval = \"2s\"\nsession_timeout = \"2s\"\n",
+            "lease.session_timeout",
+        ),
         ("[http]\nlisten = 9898\n", "http.listen"),
         ("[log]\nformat = \"yaml\"\n", "log.format"),
         (

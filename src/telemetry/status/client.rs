@@ -238,6 +238,9 @@ pub fn render_text(status: &Status, spark_width: usize, recent_letters: usize) -
         .map(|t| format!("{} {} ({} restarts)", t.name, t.state, t.restarts))
         .collect();
     o.push_str(&format!("\nTASKS      {}\n", tasks.join(", ")));
+    if !status.leases.is_empty() {
+        o.push_str(&format!("LEASES     {}\n", lease_line(status)));
+    }
     let services: Vec<String> = status
         .services
         .iter()
@@ -245,6 +248,32 @@ pub fn render_text(status: &Status, spark_width: usize, recent_letters: usize) -
         .collect();
     o.push_str(&format!("SERVICES   {}\n", services.join(", ")));
     o
+}
+
+/// `relay held 12s (1 takeover), source standby 12s`: each lease, whether this daemon holds
+/// it and since how long.
+fn lease_line(status: &Status) -> String {
+    status
+        .leases
+        .iter()
+        .map(|l| {
+            let for_s = (status.generated_at_ms - l.since_ms).max(0) / 1000;
+            let state = if l.held { "held" } else { "standby" };
+            let mut line = format!("{} {state} {for_s}s", l.name);
+            let mut counts = Vec::new();
+            if l.takeovers > 0 {
+                counts.push(format!("{} takeovers", l.takeovers));
+            }
+            if l.lost > 0 {
+                counts.push(format!("{} lost", l.lost));
+            }
+            if !counts.is_empty() {
+                line.push_str(&format!(" ({})", counts.join(", ")));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `pipeline status`: prints the status (text or JSON) and returns the exit code: 0 ready,

@@ -120,6 +120,10 @@ pub struct Status {
     pub dead_letters: DeadLettersStatus,
     /// The services the daemon talks to and their versions where known.
     pub services: Vec<ServiceStatus>,
+    /// The leases (relay, source) this daemon holds or stands by for; absent from daemons
+    /// before leases.
+    #[serde(default)]
+    pub leases: Vec<LeaseStatus>,
     /// The effective configuration, secrets masked as "***".
     pub config: serde_json::Value,
 }
@@ -238,6 +242,20 @@ pub struct DeadLettersStatus {
     pub by_reason: BTreeMap<String, u64>,
     /// The last 50, newest first.
     pub recent: Vec<DeadLetterEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    /// "relay" or "source".
+    pub name: String,
+    /// Whether this daemon holds the lease (`pipeline_lease_held`).
+    pub held: bool,
+    /// Unix ms since when it is held, or since when this daemon stands by (or lost it).
+    pub since_ms: i64,
+    /// `pipeline_lease_takeovers_total` of the lease.
+    pub takeovers: u64,
+    /// `pipeline_lease_lost_total` of the lease.
+    pub lost: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -567,6 +585,7 @@ impl StatusBoard {
         let fatal = t.last_error.as_ref().is_some_and(|e| e.fatal);
         match t.state {
             TaskState::Ready => "running",
+            TaskState::Standby => "standby",
             TaskState::Starting if restarts > 0 => "restarting",
             TaskState::Starting => "starting",
             TaskState::Failed if fatal => "failed",
@@ -635,7 +654,12 @@ impl StatusBoard {
             .collect::<Vec<_>>();
         let readiness: Vec<String> = tasks
             .iter()
-            .filter(|t| !matches!(t.state.as_str(), "running" | "stopped" | "disabled"))
+            .filter(|t| {
+                !matches!(
+                    t.state.as_str(),
+                    "running" | "standby" | "stopped" | "disabled"
+                )
+            })
             .map(|t| match &t.last_error {
                 _ if t.state == "stalled" => stalled
                     .iter()
@@ -749,6 +773,23 @@ impl StatusBoard {
                 recent: self.metrics.recent_dead_letters.snapshot(),
             },
             services: lock(&self.services).values().cloned().collect(),
+            leases: self
+                .metrics
+                .leases
+                .snapshot()
+                .into_iter()
+                .map(|l| LeaseStatus {
+                    name: l.name.to_string(),
+                    held: l.held,
+                    since_ms: l.since_ms,
+                    takeovers: self
+                        .metrics
+                        .lease_takeovers
+                        .with_label_values(&[l.name])
+                        .get(),
+                    lost: self.metrics.lease_lost.with_label_values(&[l.name]).get(),
+                })
+                .collect(),
             config: self.config_json.clone(),
         }
     }
@@ -889,6 +930,48 @@ mod tests {
             Arc::new(Health::default()),
             Arc::new(Progress::default()),
         )
+    }
+
+    #[test]
+    fn a_standby_task_is_ready_and_the_leases_are_listed() {
+        let b = board();
+        for task in ["source", "landing", "consumer"] {
+            b.health.set(task, TaskState::Ready);
+        }
+        b.health.set("relay", TaskState::Standby);
+        b.metrics.leases.set("relay", false);
+        b.metrics.lease_lost.with_label_values(&["relay"]).inc();
+        b.metrics.leases.set("source", true);
+        b.metrics
+            .lease_takeovers
+            .with_label_values(&["source"])
+            .inc();
+        let s = b.status();
+        assert!(s.ready, "a standby is healthy: {:?}", s.readiness);
+        assert!(b.health.not_ready().is_empty());
+        let relay = s.tasks.iter().find(|t| t.name == "relay").expect("relay");
+        assert_eq!(relay.state, "standby");
+        let leases: Vec<(&str, bool, u64, u64)> = s
+            .leases
+            .iter()
+            .map(|l| (l.name.as_str(), l.held, l.takeovers, l.lost))
+            .collect();
+        assert_eq!(leases, [("relay", false, 0, 1), ("source", true, 1, 0)]);
+        let text = client::render_text(&s, 10, 0);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("LEASES"))
+            .expect("a LEASES line");
+        assert!(
+            line.contains("relay standby 0s (1 lost)")
+                && line.contains("source held 0s (1 takeovers)"),
+            "{line}"
+        );
+        // A document of a daemon before leases still reads.
+        let mut json = serde_json::to_value(&s).expect("json");
+        json.as_object_mut().expect("object").remove("leases");
+        let old: Status = serde_json::from_value(json).expect("old document");
+        assert!(old.leases.is_empty());
     }
 
     #[test]
