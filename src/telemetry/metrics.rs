@@ -43,6 +43,8 @@ pub struct Metrics {
     pub recent_dead_letters: std::sync::Arc<super::status::RecentDeadLetters>,
     /// Stage heartbeats for the watchdog (not exported: liveness, not a metric).
     pub heartbeats: std::sync::Arc<super::heartbeat::Heartbeats>,
+    /// `pipeline_group_*`: consumer-group membership and commits.
+    pub group: crate::group::metrics::GroupMetrics,
 }
 
 /// Observes the time from `from_ms` to `to_ms` (unix ms; negative clock steps count as 0).
@@ -176,9 +178,10 @@ impl Metrics {
             .expect("valid metric"),
             recent_dead_letters: std::sync::Arc::default(),
             heartbeats: std::sync::Arc::default(),
+            group: crate::group::metrics::GroupMetrics::new(),
             registry,
         };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+        let mut collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(build),
             Box::new(metrics.records.clone()),
             Box::new(metrics.errors.clone()),
@@ -194,6 +197,7 @@ impl Metrics {
             Box::new(metrics.batch_duration.clone()),
             Box::new(metrics.stage_latency.clone()),
         ];
+        collectors.extend(metrics.group.collectors());
         for c in collectors {
             metrics.registry.register(c).expect("unique metric names");
         }
