@@ -429,8 +429,8 @@ pub fn encode_subscription(topic: &str, owned: &[i32]) -> Result<Bytes, GroupErr
     versioned(SUBSCRIPTION_VERSION, &s, "encode subscription")
 }
 
-/// The partitions of `topic` a member owns, from its subscription.
-pub fn decode_subscription(topic: &str, data: &[u8]) -> Result<Vec<i32>, GroupError> {
+/// Whether a member subscribes to `topic`, and the partitions of it the member owns.
+pub fn decode_subscription(topic: &str, data: &[u8]) -> Result<(bool, Vec<i32>), GroupError> {
     let (version, mut rest) = split_version(data, "decode subscription")?;
     let s = ConsumerProtocolSubscription::decode(&mut rest, version).map_err(|e| {
         GroupError::Codec {
@@ -438,11 +438,14 @@ pub fn decode_subscription(topic: &str, data: &[u8]) -> Result<Vec<i32>, GroupEr
             detail: e.to_string(),
         }
     })?;
-    Ok(s.owned_partitions
+    let subscribed = s.topics.iter().any(|t| t.as_str() == topic);
+    let owned = s
+        .owned_partitions
         .iter()
         .filter(|t| t.topic.0.as_str() == topic)
         .flat_map(|t| t.partitions.iter().copied())
-        .collect())
+        .collect();
+    Ok((subscribed, owned))
 }
 
 /// The consumer protocol's assignment (version prefix + ConsumerProtocolAssignment v0).
@@ -506,10 +509,13 @@ mod tests {
     fn subscription_and_assignment_round_trip() {
         let s = encode_subscription("t", &[1, 4]).expect("encode");
         assert_eq!(&s[..2], &[0, 1], "version prefix");
-        assert_eq!(decode_subscription("t", &s).expect("decode"), vec![1, 4]);
+        assert_eq!(
+            decode_subscription("t", &s).expect("decode"),
+            (true, vec![1, 4])
+        );
         assert_eq!(
             decode_subscription("other", &s).expect("decode"),
-            Vec::<i32>::new()
+            (false, Vec::<i32>::new())
         );
         let a = encode_assignment("t", &[5, 2]).expect("encode");
         assert_eq!(decode_assignment("t", &a).expect("decode"), vec![2, 5]);

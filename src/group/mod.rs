@@ -281,19 +281,35 @@ impl Member {
         let leader = joined.leader.as_str() == member_id;
         let assignments = if leader {
             let mut owned = BTreeMap::new();
+            let mut elsewhere = Vec::new();
             for m in &joined.members {
-                let parts = coordinator::decode_subscription(&self.topic, &m.metadata)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(member = %m.member_id.as_str(), error = %e,
+                let id = m.member_id.as_str().to_string();
+                match coordinator::decode_subscription(&self.topic, &m.metadata) {
+                    Ok((true, parts)) => {
+                        owned.insert(id, parts);
+                    }
+                    Ok((false, _)) => elsewhere.push(id),
+                    Err(e) => {
+                        tracing::warn!(member = %id, error = %e,
                             "unreadable subscription: treated as owning nothing");
-                        Vec::new()
-                    });
-                owned.insert(m.member_id.as_str().to_string(), parts);
+                        owned.insert(id, Vec::new());
+                    }
+                }
+            }
+            if !elsewhere.is_empty() {
+                tracing::warn!(group = %self.group(), topic = %self.topic, members = ?elsewhere,
+                    "members of this group subscribe to another topic: they get no partitions \
+                     (give each topic its own consumer.group)");
             }
             let plan = assignor::assign(partitions, &owned);
             tracing::info!(generation, members = plan.len(), plan = ?plan, "group leader assigned partitions");
             plan.iter()
                 .map(|(m, ps)| Ok((m.clone(), coordinator::encode_assignment(&self.topic, ps)?)))
+                .chain(
+                    elsewhere
+                        .into_iter()
+                        .map(|m| Ok((m, coordinator::encode_assignment(&self.topic, &[])?))),
+                )
                 .collect::<Result<Vec<_>, GroupError>>()?
         } else {
             Vec::new()

@@ -8,6 +8,7 @@ mod chaos;
 mod daemon;
 mod e2e;
 mod emulator;
+mod groups;
 mod hostile;
 mod ingest;
 mod notify;
