@@ -220,7 +220,7 @@ async fn three_daemons_share_the_partitions_and_take_over_a_killed_one() {
     let (s, client) = scenario("groups3").await;
     let group = s.env["PIPELINE_CONSUMER__GROUP"].clone();
     let mut want = produce(&client, &s.topic, 0, 6_000).await;
-    let mut daemons = vec![
+    let mut daemons = [
         spawn(&s, "groups3_a"),
         spawn(&s, "groups3_b"),
         spawn(&s, "groups3_c"),
