@@ -361,6 +361,7 @@ fn describe_with_kafka_tools(group: &str) -> Option<String> {
     }
     let out = std::process::Command::new(script)
         .args(["--describe", "--group", group])
+        .env("KAFKA_TOOL_BOOTSTRAP", common::kafka_bootstrap())
         .output()
         .expect("run kafka-consumer-groups");
     assert!(
