@@ -543,3 +543,32 @@ pub async fn commit_admin(
         Some(c) => Err(GroupError::broker("offset commit", c)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_and_retries() {
+        assert_eq!(error_name(code::UNKNOWN_MEMBER_ID), "UnknownMemberId");
+        assert_eq!(error_name(code::ILLEGAL_GENERATION), "IllegalGeneration");
+        assert!(error_name(-999).contains("-999"));
+        assert!(GroupError::broker("join group", code::COORDINATOR_NOT_AVAILABLE).is_retriable());
+        assert!(!GroupError::broker("join group", code::GROUP_AUTHORIZATION_FAILED).is_retriable());
+        assert!(!GroupError::broker("join group", code::INVALID_SESSION_TIMEOUT).is_retriable());
+        let fenced = GroupError::Fenced {
+            partition: 3,
+            code: code::ILLEGAL_GENERATION,
+            name: error_name(code::ILLEGAL_GENERATION),
+        };
+        assert!(fenced.is_retriable());
+        assert!(fenced.to_string().contains("partition 3"));
+        let active = GroupError::GroupActive {
+            group: "g".into(),
+            state: "Stable".into(),
+            members: 2,
+        };
+        assert!(!active.is_retriable());
+        assert!(active.to_string().contains("2 active member"), "{active}");
+    }
+}
