@@ -181,7 +181,7 @@ impl Metrics {
             group: crate::group::metrics::GroupMetrics::new(),
             registry,
         };
-        let mut collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(build),
             Box::new(metrics.records.clone()),
             Box::new(metrics.errors.clone()),
@@ -197,8 +197,7 @@ impl Metrics {
             Box::new(metrics.batch_duration.clone()),
             Box::new(metrics.stage_latency.clone()),
         ];
-        collectors.extend(metrics.group.collectors());
-        for c in collectors {
+        for c in collectors.into_iter().chain(metrics.group.collectors()) {
             metrics.registry.register(c).expect("unique metric names");
         }
         for stage in STAGES {
