@@ -36,11 +36,15 @@ def read(rel: str) -> str:
 
 # --------------------------------------------------------------------------- metrics.rs
 def metric_families() -> dict[str, dict]:
-    """Metric families registered in src/telemetry/metrics.rs: name -> {type, labels}."""
+    """Metric families registered in src/telemetry/metrics.rs (and the group's, in
+    src/group/metrics.rs, registered there too): name -> {type, labels}."""
     src = read("src/telemetry/metrics.rs")
     start = src.index("pub fn new()")
     end = src.index("let collectors", start)
     body = src[start:end]
+    group = read("src/group/metrics.rs")
+    start = group.index("pub fn new()")
+    body += group[start:group.index("pub fn collectors", start)]
     names = list(re.finditer(r'"(pipeline_[a-z0-9_]+)"', body))
     families = {}
     for i, m in enumerate(names):

@@ -25,7 +25,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use crate::consume::config::{ConsumerConfig, StartFrom};
+pub use crate::consume::config::{Assignment, ConsumerConfig, StartFrom};
 pub use crate::dlq::config::DlqConfig;
 pub use crate::kafka::config::{CompressionKind, KafkaConfig, KafkaSecurity, SaslMechanism};
 pub use crate::landing::config::{LandingConfig, PostgresConfig};

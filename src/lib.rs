@@ -29,6 +29,7 @@
 //! - [`lease`]: the relay and source leases (one holder per database among daemons).
 //! - [`kafka`]: client construction, topics, partitioning.
 //! - [`consume`]: per-partition consumers, dead letters.
+//! - [`group`]: Kafka consumer groups (membership, sticky assignment, offset commits).
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod consume;
 pub mod dlq;
 pub mod exit;
+pub mod group;
 pub mod kafka;
 pub mod landing;
 pub mod lease;

@@ -18,6 +18,41 @@ kafka_deps_xml() {
   fi
 }
 
+# Kafka's command-line tools (kafka-consumer-groups: ConsumerGroupCommand) are not in the
+# broker's jars: org.apache.kafka:kafka-tools, resolved on demand into dist/kafka_tools-V.
+kafka_tools_deps_xml() {
+  dep_xml org.apache.kafka kafka-tools "$1"
+  if [[ $(kafka_major "$1") -ge 4 ]]; then
+    dep_xml org.apache.logging.log4j log4j-slf4j-impl 2.24.3
+  else
+    dep_xml org.slf4j slf4j-reload4j 1.7.36
+  fi
+}
+
+# cmd_kafka_tool CLASS ARGS...: runs one of Kafka's tools against this stack's broker
+# (--bootstrap-server added; in secure mode with the SASL_SSL SCRAM-SHA-512 client config).
+# Resolving the jars starts and restarts nothing.
+cmd_kafka_tool() {
+  [[ $# -ge 1 ]] || die "usage: scripts/stack kafka-tool <main class> [args...]"
+  local cls=$1 v cp bootstrap; shift
+  v=$(state_get kafka VERSION); v=${v:-${KAFKA_VERSION:-${KAFKA_DEFAULT_CANDIDATES%% *}}}
+  need_java
+  v=$(ensure_dist kafka_tools "$v" "$v")
+  cp=$(find "$STACK_DIR/dist/kafka_tools-$v/lib" -name '*.jar' | sort | paste -sd:)
+  bootstrap=${KAFKA_TOOL_BOOTSTRAP:-127.0.0.1:$(effective_port kafka)}
+  local -a extra=()
+  if [[ $SECURE -eq 1 ]]; then
+    extra=(--command-config "$(kafka_client_props SASL_SSL SCRAM-SHA-512)")
+  fi
+  local log4j=$STACK_DIR/dist/kafka_tools-$v/log4j.properties
+  [[ -s $log4j ]] || printf '%s\n' 'log4j.rootLogger=WARN, stderr' \
+    'log4j.appender.stderr=org.apache.log4j.ConsoleAppender' 'log4j.appender.stderr.Target=System.err' \
+    'log4j.appender.stderr.layout=org.apache.log4j.PatternLayout' \
+    'log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n' >"$log4j"
+  "$JAVA17_HOME/bin/java" -Xmx256m -Dlog4j.configuration="file:$log4j" -cp "$cp" "$cls" \
+    --bootstrap-server "$bootstrap" "${extra[@]}" "$@"
+}
+
 # Every listener/mechanism pair the secure broker offers; a client properties
 # file is written for each (for the probe and for people).
 KAFKA_CLIENT_COMBOS=("SASL_SSL SCRAM-SHA-512" "SASL_SSL SCRAM-SHA-256" "SASL_SSL PLAIN"

@@ -6,8 +6,11 @@
 //!                                                         └──► offset store (after both)
 //! ```
 //!
-//! rskafka has no consumer groups: this daemon owns the assignment (partition p belongs to
-//! instance `p % consumer.instances`) and the offsets (in Cassandra, next to the data).
+//! Assignment: with `consumer.assignment = "group"` (the default) Kafka's group coordinator
+//! shares the partitions among the daemons of `consumer.group` and rebalances them when one
+//! comes or goes ([`crate::group`]); each batch's offset is committed to the group (fenced by
+//! member id and generation) and then stored in Cassandra. With `"static"`, partition p belongs
+//! to instance `p % consumer.instances` and the offsets live in Cassandra only.
 //! Delivery: a batch's offset is stored only after its rows *and* its dead letters were
 //! acknowledged; a crash re-delivers from the stored offset, and the writes are idempotent
 //! (see [`crate::sink`]). Dead letters are at-least-once: a replay may repeat one.
@@ -27,8 +30,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
-use crate::config::{Config, StartFrom};
+use crate::config::{Assignment, Config, StartFrom};
 use crate::dlq::DeadLetter;
+use crate::group::{
+    self, Commit, Fence, GroupError, GroupMembership, GroupView, Heartbeat, error_name,
+};
 use crate::kafka::{self, Partitions};
 use crate::model;
 use crate::sink::{CassandraSink, RowSink};
@@ -43,6 +49,8 @@ pub struct Progress {
     partitions: Mutex<HashMap<i32, Arc<PartitionProgress>>>,
     /// Set once the assignment is known.
     pub assigned: AtomicBool,
+    /// This daemon's place in its consumer group (assignment = "group").
+    group: Mutex<Option<GroupView>>,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +87,22 @@ impl Progress {
 }
 
 impl Progress {
+    /// Forgets the partitions not in `keep` (moved to another member).
+    pub fn retain(&self, keep: &[i32]) {
+        let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|p, _| keep.contains(p));
+    }
+
+    /// This daemon's group membership, when it has one.
+    pub fn group(&self) -> Option<GroupView> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update_group(&self, f: impl FnOnce(&mut GroupView)) {
+        let mut g = self.group.lock().unwrap_or_else(|e| e.into_inner());
+        f(g.get_or_insert_with(GroupView::default));
+    }
+
     /// `(partition, committed, high watermark)` of every assigned partition, in order (for
     /// the status page).
     pub fn snapshot(&self) -> Vec<(i32, i64, i64)> {
@@ -117,6 +141,8 @@ pub struct ConsumerDeps<S: RowSink> {
     pub progress: Arc<Progress>,
     /// `consumer.buffer_bytes`: fetched-but-unwritten records of all partitions.
     pub budget: ByteBudget,
+    /// The group member committing offsets (assignment = "group").
+    pub group: Option<Arc<dyn GroupMembership>>,
 }
 
 /// What one heap allocation costs besides its bytes (allocator header and rounding).
@@ -230,13 +256,23 @@ pub async fn run_consumers<S: RowSink>(
     let k = &config.kafka;
     let count = kafka::ensure_topic(&client, k, &k.topic).await?;
     let dlq_partitions = kafka::ensure_topic(&client, k, &config.dlq.topic).await?;
-    let assigned = assigned_partitions(count, config.consumer.instance, config.consumer.instances);
-    for p in &assigned {
-        progress.partition(*p);
-    }
-    progress.assigned.store(true, Ordering::SeqCst);
-    tracing::info!(partitions = ?assigned, "consuming");
+    let c = &config.consumer;
+    let member: Option<Arc<dyn GroupMembership>> = match c.assignment {
+        Assignment::Static => None,
+        Assignment::Group => Some(Arc::new(group::Member::new(
+            Arc::clone(&client),
+            &c.group,
+            &k.topic,
+            group::Timeouts {
+                session: c.session_timeout,
+                rebalance: c.rebalance_timeout,
+                heartbeat: c.heartbeat_interval,
+            },
+            k.request_timeout,
+        ))),
+    };
     let deps = Arc::new(ConsumerDeps {
+        group: member.clone(),
         budget: ByteBudget::new(config.consumer.buffer_bytes),
         topic: Arc::new(Partitions::new(
             Arc::clone(&client),
@@ -255,9 +291,37 @@ pub async fn run_consumers<S: RowSink>(
         latency,
         progress,
     });
+    if let Some(member) = member {
+        let result = run_group(&deps, member.as_ref(), count, &token, &mark_ready).await;
+        // Within a bound: a dead coordinator must not hold the shutdown.
+        let leave = tokio::time::timeout(k.request_timeout, member.leave()).await;
+        if leave.is_err() {
+            tracing::warn!("leave group: no answer (the session timeout will remove the member)");
+        }
+        deps.progress.update_group(|g| {
+            g.member_id.clear();
+            g.partitions.clear();
+        });
+        let gm = &deps.metrics.group;
+        gm.assigned_partitions.set(0);
+        gm.member.reset();
+        return result;
+    }
+    let assigned = assigned_partitions(count, config.consumer.instance, config.consumer.instances);
+    for p in &assigned {
+        deps.progress.partition(*p);
+    }
+    deps.progress.assigned.store(true, Ordering::SeqCst);
+    tracing::info!(partitions = ?assigned, "consuming");
     let mut tasks = tokio::task::JoinSet::new();
     for p in assigned {
-        tasks.spawn(run_partition(Arc::clone(&deps), p, token.clone()));
+        tasks.spawn(run_partition(
+            Arc::clone(&deps),
+            p,
+            token.clone(),
+            None,
+            None,
+        ));
     }
     mark_ready();
     while let Some(joined) = tasks.join_next().await {
@@ -281,13 +345,27 @@ struct Fetched {
     fetched_ms: i64,
 }
 
+/// Where a partition starts: the group's committed offset (`group_committed`), else the one
+/// stored in Cassandra (a deployment upgrading from static assignment re-reads nothing),
+/// else `consumer.start_from`.
 async fn start_offset<S: RowSink>(
     deps: &ConsumerDeps<S>,
     pc: &PartitionClient,
     partition: i32,
+    group_committed: Option<i64>,
 ) -> Result<i64, StageError> {
     let k = &deps.config.kafka;
+    if let Some(committed) = group_committed {
+        return Ok(committed);
+    }
     if let Some(stored) = deps.sink.load_offset(&k.topic, partition).await? {
+        if deps.group.is_some() {
+            tracing::info!(
+                partition,
+                offset = stored,
+                "no group offset: starting from the offset stored in Cassandra"
+            );
+        }
         return Ok(stored);
     }
     let at = match deps.config.consumer.start_from {
@@ -302,9 +380,11 @@ async fn run_partition<S: RowSink>(
     deps: Arc<ConsumerDeps<S>>,
     partition: i32,
     token: CancellationToken,
+    fence: Option<Arc<Fence>>,
+    group_committed: Option<i64>,
 ) -> Result<(), StageError> {
     let pc = deps.topic.get(partition).await?;
-    let start = start_offset(&deps, &pc, partition).await?;
+    let start = start_offset(&deps, &pc, partition, group_committed).await?;
     let progress = deps.progress.partition(partition);
     progress.committed.store(start, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel::<Fetched>(deps.config.consumer.channel_capacity);
@@ -316,7 +396,7 @@ async fn run_partition<S: RowSink>(
         tx,
         token,
     );
-    let writer = write_loop(Arc::clone(&deps), partition, start, rx);
+    let writer = write_loop(Arc::clone(&deps), partition, start, rx, fence);
     tokio::try_join!(fetcher, writer)?;
     Ok(())
 }
@@ -446,6 +526,7 @@ async fn write_loop<S: RowSink>(
     partition: i32,
     committed: i64,
     mut rx: mpsc::Receiver<Fetched>,
+    fence: Option<Arc<Fence>>,
 ) -> Result<(), StageError> {
     let config = &deps.config;
     let topic = config.kafka.topic.as_str();
@@ -527,6 +608,7 @@ async fn write_loop<S: RowSink>(
         }
         pending = Some(tokio::spawn(commit(
             Arc::clone(&deps),
+            fence.clone(),
             partition,
             dead,
             last + 1,
@@ -548,9 +630,12 @@ async fn join_commit(
         .map_err(|e| StageError::Panicked(format!("offset commit task: {e}")))?
 }
 
-/// Produces a written batch's dead letters, then stores its offset.
+/// Produces a written batch's dead letters, then commits its offset to the group (when
+/// there is one) and stores it in Cassandra. A commit the group refuses ends the partition
+/// with [`GroupError::Fenced`] and stores nothing.
 async fn commit<S: RowSink>(
     deps: Arc<ConsumerDeps<S>>,
+    fence: Option<Arc<Fence>>,
     partition: i32,
     dead: Vec<rskafka::record::Record>,
     next_offset: i64,
@@ -575,6 +660,31 @@ async fn commit<S: RowSink>(
             .inc_by(n as u64);
         tracing::info!(partition, dead_letters = n, "dead-lettered invalid records");
     }
+    if let (Some(member), Some(fence)) = (&deps.group, &fence)
+        && let Commit::Refused(code) = member.commit(fence, partition, next_offset).await?
+    {
+        let name = error_name(code);
+        deps.metrics
+            .group
+            .commits_refused
+            .with_label_values(&[&name])
+            .inc();
+        deps.progress.update_group(|g| g.commits_refused += 1);
+        tracing::warn!(
+            partition,
+            next_offset,
+            member_id = %fence.member_id,
+            generation = fence.generation,
+            reason = %name,
+            "offset commit refused: this member no longer owns the partition; stopping it"
+        );
+        return Err(GroupError::Fenced {
+            partition,
+            code,
+            name,
+        }
+        .into());
+    }
     deps.sink
         .store_offset(topic, partition, next_offset)
         .await?;
@@ -592,6 +702,160 @@ async fn commit<S: RowSink>(
         .with_label_values(&[&partition.to_string()])
         .set((high_watermark - next_offset).max(0));
     Ok(())
+}
+
+/// How a generation's heartbeats ended.
+enum Generation {
+    /// Rejoin: a rebalance, a lost generation or member id, or a fenced commit.
+    Rejoin,
+    /// The stage is stopping.
+    Shutdown,
+}
+
+type PartitionTasks = tokio::task::JoinSet<(i32, Result<(), StageError>)>;
+
+/// Group mode: join, run the assigned partitions while heartbeating, and on a rebalance stop
+/// them all (in-flight batches still commit under the old generation, which the coordinator
+/// accepts until the group moves on) and rejoin. Eager: every partition pauses in a
+/// rebalance; the sticky assignor gives most of them back to the same member.
+async fn run_group<S: RowSink>(
+    deps: &Arc<ConsumerDeps<S>>,
+    member: &dyn GroupMembership,
+    count: i32,
+    token: &CancellationToken,
+    mark_ready: &impl Fn(),
+) -> Result<(), StageError> {
+    let c = &deps.config.consumer;
+    let gm = &deps.metrics.group;
+    let mut previous: Vec<i32> = Vec::new();
+    let mut ready = false;
+    loop {
+        let started = Instant::now();
+        let assignment = tokio::select! {
+            a = member.join(count) => a?,
+            () = token.cancelled() => return Ok(()),
+        };
+        let gained: Vec<i32> = assignment
+            .partitions
+            .iter()
+            .filter(|p| !previous.contains(p))
+            .copied()
+            .collect();
+        let lost: Vec<i32> = previous
+            .iter()
+            .filter(|p| !assignment.partitions.contains(p))
+            .copied()
+            .collect();
+        tracing::info!(
+            group = %c.group,
+            member_id = %assignment.member_id,
+            generation = assignment.generation,
+            leader = assignment.leader,
+            partitions = ?assignment.partitions,
+            gained = ?gained,
+            lost = ?lost,
+            took_ms = started.elapsed().as_millis() as u64,
+            "group assignment"
+        );
+        gm.rebalances.inc();
+        gm.generation.set(i64::from(assignment.generation));
+        gm.assigned_partitions
+            .set(i64::try_from(assignment.partitions.len()).unwrap_or_default());
+        gm.member.reset();
+        gm.member
+            .with_label_values(&[&c.group, &assignment.member_id])
+            .set(1);
+        deps.progress.update_group(|g| {
+            g.group.clone_from(&c.group);
+            g.member_id.clone_from(&assignment.member_id);
+            g.generation = assignment.generation;
+            g.leader = assignment.leader;
+            g.partitions.clone_from(&assignment.partitions);
+            g.rebalances += 1;
+        });
+        for p in &lost {
+            let _ = deps
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[&p.to_string()]);
+        }
+        deps.progress.retain(&assignment.partitions);
+        let committed = member.committed(&assignment.partitions).await?;
+        let fence = Arc::new(Fence {
+            member_id: assignment.member_id.clone(),
+            generation: assignment.generation,
+        });
+        let stop = token.child_token();
+        let mut tasks = PartitionTasks::new();
+        for &p in &assignment.partitions {
+            deps.progress.partition(p);
+            let (deps, stop, fence) = (Arc::clone(deps), stop.clone(), Arc::clone(&fence));
+            let from = committed.get(&p).copied();
+            tasks.spawn(async move { (p, run_partition(deps, p, stop, Some(fence), from).await) });
+        }
+        deps.progress.assigned.store(true, Ordering::SeqCst);
+        if !ready {
+            ready = true;
+            mark_ready();
+        }
+        let outcome = heartbeat(deps, member, &mut tasks, token).await;
+        // Stop every partition (eager) and let in-flight batches commit.
+        stop.cancel();
+        let mut failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(()) | Err(StageError::Group(GroupError::Fenced { .. })))) => {}
+                Ok((_, Err(e))) => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => {
+                    failure.get_or_insert(StageError::Panicked(format!("partition task: {e}")));
+                }
+            }
+        }
+        match (outcome?, failure) {
+            (_, Some(e)) => return Err(e),
+            (Generation::Shutdown, None) => return Ok(()),
+            (Generation::Rejoin, None) => previous = assignment.partitions,
+        }
+    }
+}
+
+/// Heartbeats until the generation ends, the stage stops, or a partition fails.
+async fn heartbeat<S: RowSink>(
+    deps: &ConsumerDeps<S>,
+    member: &dyn GroupMembership,
+    tasks: &mut PartitionTasks,
+    token: &CancellationToken,
+) -> Result<Generation, StageError> {
+    let mut tick = tokio::time::interval(deps.config.consumer.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return Ok(Generation::Shutdown),
+            _ = tick.tick() => match member.heartbeat().await {
+                Ok(Heartbeat::Stable) => {}
+                Ok(Heartbeat::Rejoin(code)) => {
+                    tracing::info!(reason = %error_name(code), "group rebalance: stopping the partitions to rejoin");
+                    return Ok(Generation::Rejoin);
+                }
+                Err(e) if e.is_retriable() => {
+                    deps.metrics.errors.with_label_values(&["consumer", "group_heartbeat"]).inc();
+                    tracing::warn!(error = %e, "group heartbeat failed; retrying");
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Some(joined) = tasks.join_next() => match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((partition, Err(StageError::Group(GroupError::Fenced { .. })))) => {
+                    tracing::info!(partition, "partition fenced off: rejoining the group");
+                    return Ok(Generation::Rejoin);
+                }
+                Ok((_, Err(e))) => return Err(e),
+                Err(e) => return Err(StageError::Panicked(format!("partition task: {e}"))),
+            },
+        }
+    }
 }
 
 /// How long a drained state must hold before `--drain-and-exit` stops (guards against a

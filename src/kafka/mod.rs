@@ -70,7 +70,7 @@ impl KafkaError {
 }
 
 /// Walks `error`'s causes for a refused SASL authentication or a refused certificate.
-fn is_auth_or_certificate(error: &RsKafkaError) -> bool {
+pub(crate) fn is_auth_or_certificate(error: &RsKafkaError) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = next {
         if let Some(RsKafkaError::ServerError { protocol_error, .. }) = e.downcast_ref()

@@ -49,6 +49,9 @@ pub enum StageError {
     /// A lease session (src/lease) failed or did not answer.
     #[error(transparent)]
     Lease(#[from] crate::lease::LeaseError),
+    /// Kafka's group coordinator: membership, offset commits.
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
     /// A record the relay cannot produce (a corrupted landed row): the row stays in the outbox.
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
@@ -81,6 +84,7 @@ impl StageError {
             Self::Kafka(e) => e.is_retriable(),
             Self::Cassandra(e) => e.is_retriable(),
             Self::Lease(e) => e.is_retriable(),
+            Self::Group(e) => e.is_retriable(),
             Self::Relay(_) => false,
             Self::Disconnected(_) | Self::Panicked(_) => true,
             #[cfg(test)]
@@ -93,7 +97,7 @@ impl StageError {
         match self {
             Self::Source(_) => Some(Service::Api),
             Self::Postgres(_) | Self::Lease(_) => Some(Service::Postgres),
-            Self::Kafka(_) => Some(Service::Kafka),
+            Self::Kafka(_) | Self::Group(_) => Some(Service::Kafka),
             Self::Cassandra(_) => Some(Service::Cassandra),
             Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
             #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct Metrics {
     /// Which leases this daemon holds and since when, for the status page (not exported:
     /// `lease_held` is the metric).
     pub leases: std::sync::Arc<crate::lease::LeaseBoard>,
+    /// `pipeline_group_*`: consumer-group membership and commits.
+    pub group: crate::group::metrics::GroupMetrics,
 }
 
 /// Observes the time from `from_ms` to `to_ms` (unix ms; negative clock steps count as 0).
@@ -201,6 +203,7 @@ impl Metrics {
                 &["lease"],
             ),
             leases: std::sync::Arc::default(),
+            group: crate::group::metrics::GroupMetrics::new(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -222,7 +225,7 @@ impl Metrics {
             Box::new(metrics.lease_takeovers.clone()),
             Box::new(metrics.lease_lost.clone()),
         ];
-        for c in collectors {
+        for c in collectors.into_iter().chain(metrics.group.collectors()) {
             metrics.registry.register(c).expect("unique metric names");
         }
         for stage in STAGES {

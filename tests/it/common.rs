@@ -200,6 +200,7 @@ impl Scenario {
             format!("[\"{}\"]", kafka_bootstrap()),
         );
         set("PIPELINE_KAFKA__TOPIC", topic.clone());
+        set("PIPELINE_CONSUMER__GROUP", id.clone());
         set("PIPELINE_DLQ__TOPIC", dlq.clone());
         set(
             "PIPELINE_CASSANDRA__CONTACT_POINTS",

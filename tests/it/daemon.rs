@@ -50,6 +50,12 @@ fn bad_configs_exit_78_naming_the_key() {
         ),
         ("[kafka]\ncompression = \"lzma\"\n", "kafka.compression"),
         ("[consumer]\ninstances = 0\n", "consumer.instances"),
+        // A static split needs assignment = "static": the group shares partitions itself.
+        ("[consumer]\ninstances = 3\n", "consumer.instances"),
+        (
+            "[consumer]\nheartbeat_interval = \"10s\"\nsession_timeout = \"10s\"\n",
+            "consumer.heartbeat_interval",
+        ),
         (
             "[consumer]\nfetch_max_wait = \"1h\"\n",
             "consumer.fetch_max_wait",

@@ -9,6 +9,7 @@ mod daemon;
 mod e2e;
 mod emulator;
 mod failover;
+mod groups;
 mod hostile;
 mod ingest;
 mod notify;

@@ -92,6 +92,7 @@ fn secure_env(
     set("PIPELINE_KAFKA__SASL_PASSWORD_FILE", &s.kafka_password_file);
     set("PIPELINE_KAFKA__TLS_CA_FILE", &s.ca);
     set("PIPELINE_KAFKA__TOPIC", &format!("{id}_users"));
+    set("PIPELINE_CONSUMER__GROUP", id);
     set("PIPELINE_DLQ__TOPIC", &format!("{id}_users.dlq"));
     set(
         "PIPELINE_CASSANDRA__CONTACT_POINTS",
@@ -226,6 +227,12 @@ async fn full_pipeline_over_sasl_ssl_tls_and_passwords() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     assert_eq!(report["written"], 2000, "{report}");
+    // The consumer group (coordinator, offset commits) over the same SASL_SSL connections.
+    assert!(
+        output.contains("group assignment") && output.contains("left the group"),
+        "{}",
+        tail(&output)
+    );
     assert_no_secrets(&s, &output);
 }
 

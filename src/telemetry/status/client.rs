@@ -163,6 +163,23 @@ pub fn render_text(status: &Status, spark_width: usize, recent_letters: usize) -
                 "{:<10} {:<11} {:>12} {:>10}  lag {} records\n",
                 "kafka", "topic", status.kafka.topic, "", status.kafka.lag_records
             ));
+            if let Some(g) = &status.kafka.group {
+                o.push_str(&format!(
+                    "{:<10} {:<11} {:>12} {:>10}  member {} generation {}{} partitions {:?}\n",
+                    "",
+                    "group",
+                    g.group,
+                    "",
+                    if g.member_id.is_empty() {
+                        "-"
+                    } else {
+                        &g.member_id
+                    },
+                    g.generation,
+                    if g.leader { " (leader)" } else { "" },
+                    g.partitions
+                ));
+            }
         }
         if let Some(e) = &s.last_error
             && s.state != "running"

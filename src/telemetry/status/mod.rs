@@ -179,6 +179,10 @@ pub struct KafkaStatus {
     /// Sum of `lag_records` over the partitions.
     pub lag_records: i64,
     pub partitions: Vec<PartitionStatus>,
+    /// This daemon's consumer-group membership (`consumer.assignment = "group"`): member id,
+    /// generation, assigned partitions; absent in static mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::group::GroupView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -765,6 +769,7 @@ impl StatusBoard {
                 dlq_topic: self.dlq_topic.clone(),
                 lag_records: partitions.iter().map(|p| p.lag_records).sum(),
                 partitions,
+                group: self.progress.group(),
             },
             latency,
             dead_letters: DeadLettersStatus {

@@ -351,6 +351,20 @@ impl BrokerConnector {
         }
     }
 
+    /// pipeline patch: a new connection (not the cached one) to any broker that answers.
+    pub async fn connect_arbitrary(&self) -> Result<BrokerConnection> {
+        connect_to_a_broker_with_retry(
+            self.brokers(),
+            Arc::clone(&self.client_id),
+            &self.backoff_config,
+            self.tls_config.clone(),
+            self.socks5_proxy.clone(),
+            self.sasl_config.clone(),
+            self.max_message_size,
+        )
+        .await
+    }
+
     /// Either the topology or the bootstrap brokers to be used as a connection
     fn brokers(&self) -> Vec<BrokerRepresentation> {
         if self.topology.is_empty() {

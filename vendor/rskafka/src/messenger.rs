@@ -415,6 +415,61 @@ where
         Ok(body)
     }
 
+    /// pipeline patch: sends an already encoded request body (`api_key`, `api_version`) with a
+    /// request header of `request_header_version` (1, or 2 for flexible versions) and returns
+    /// the response body, after its header (`response_header_version` 0, or 1 with tagged
+    /// fields). For protocol messages this crate has no types for (consumer groups), encoded
+    /// by the caller; the connection's TLS and SASL are reused.
+    pub async fn request_raw(
+        &self,
+        api_key: i16,
+        api_version: i16,
+        request_header_version: i16,
+        response_header_version: i16,
+        body: &[u8],
+    ) -> Result<Vec<u8>, RequestError> {
+        let correlation_id = self.correlation_id.fetch_add(1, Ordering::SeqCst);
+        let header = RequestHeader {
+            request_api_key: ApiKey::from(Int16(api_key)),
+            request_api_version: ApiVersion(Int16(api_version)),
+            correlation_id: Int32(correlation_id),
+            client_id: Some(NullableString(Some(String::from(self.client_id.as_ref())))),
+            tagged_fields: Some(TaggedFields::default()),
+        };
+        let mut buf = Vec::with_capacity(body.len() + 64);
+        header.write_versioned(
+            &mut buf,
+            ApiVersion(Int16(request_header_version.clamp(1, 2))),
+        )?;
+        buf.extend_from_slice(body);
+
+        let (tx, rx) = channel();
+        let cleanup_on_cancel =
+            CleanupRequestStateOnCancel::new(Arc::clone(&self.state), correlation_id);
+        match self.state.lock().deref_mut() {
+            MessengerState::RequestMap(map) => {
+                map.insert(
+                    correlation_id,
+                    ActiveRequest {
+                        channel: tx,
+                        use_tagged_fields_in_response: response_header_version >= 1,
+                    },
+                );
+            }
+            MessengerState::Poison(e) => {
+                return Err(RequestError::Poisoned(Arc::clone(e)));
+            }
+        }
+        self.send_message(buf).await?;
+        cleanup_on_cancel.message_sent();
+
+        let response = rx.await.expect("Who closed this channel?!")?;
+        let position = usize::try_from(response.data.position()).unwrap_or(usize::MAX);
+        let mut data = response.data.into_inner();
+        data.drain(..position.min(data.len()));
+        Ok(data)
+    }
+
     async fn send_message(&self, msg: Vec<u8>) -> Result<(), RequestError> {
         match self.send_message_inner(msg).await {
             Ok(()) => Ok(()),
