@@ -30,6 +30,7 @@
 //! - [`consume`]: per-partition consumers, dead letters.
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
+//! - [`replay`]: `pipeline replay --from landing|kafka` and `pipeline dlq redrive`.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, the status page and `/api/status`
 //!   (`telemetry::status`, also `pipeline status` / `pipeline top`), logs, systemd notify.
@@ -51,6 +52,7 @@ pub mod memory;
 pub mod model;
 pub mod outbox;
 pub mod relay;
+pub mod replay;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -18,8 +18,9 @@ use crate::model;
 use crate::relay::RelayError;
 use crate::supervise::StageError;
 
-/// Advisory lock key electing the single relay of a database.
-const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
+/// Advisory lock key electing the single relay of a database (also probed, without taking
+/// it, by `pipeline replay --from landing`).
+pub(crate) const RELAY_LOCK_KEY: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
 
 /// The Postgres channel the outbox trigger notifies on every insert.
 const CHANNEL: &str = "pipeline_outbox";

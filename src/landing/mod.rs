@@ -102,6 +102,19 @@ pub fn pg_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> PostgresError {
 /// # Errors
 /// [`PostgresError::Options`] when the URL or sslmode cannot be used.
 pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
+    connect_lazy_as(config, "pipeline")
+}
+
+/// [`connect_lazy`] under another `application_name` (what `pg_stat_activity` shows): the
+/// daemon is "pipeline"; tools such as `pipeline replay` name themselves, so that they can
+/// tell running daemons apart from themselves.
+///
+/// # Errors
+/// [`PostgresError::Options`] when the URL or sslmode cannot be used.
+pub fn connect_lazy_as(
+    config: &PostgresConfig,
+    application_name: &str,
+) -> Result<PgPool, PostgresError> {
     let mut options = PgConnectOptions::from_str(&config.url)
         .map_err(|source| PostgresError::Options {
             key: "postgres.url",
@@ -113,7 +126,7 @@ pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
                 source,
             }
         })?)
-        .application_name("pipeline");
+        .application_name(application_name);
     if let Some(password) = &config.password {
         options = options.password(password.expose());
     }

@@ -11,6 +11,7 @@ mod emulator;
 mod hostile;
 mod ingest;
 mod notify;
+mod replay;
 mod secure;
 mod services;
 mod status;
