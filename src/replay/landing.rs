@@ -334,22 +334,24 @@ pub async fn replay_landing(
         .fetch_one(&pool)
         .await
         .map_err(pg_error("read replay job"))?;
-    let mut waiting = Progress::new("queued rows still in the outbox", None);
     let mut relay_missing_since: Option<Instant> = None;
+    let mut last_line: Option<Instant> = None;
     loop {
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE seq <= $1")
             .bind(max_seq)
             .fetch_one(&pool)
             .await
             .map_err(pg_error("count outbox"))?;
-        waiting.set(u64::try_from(left).unwrap_or_default());
         if left == 0 {
             break;
+        }
+        if last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            eprintln!("waiting for the relay: {left} queued rows still in the outbox");
+            last_line = Some(Instant::now());
         }
         check_relay(&pool, job, left, &mut relay_missing_since).await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    waiting.finish();
     sqlx::query(
         "UPDATE replay_jobs SET state = 'done', finished_at = now(), updated_at = now() \
          WHERE id = $1",

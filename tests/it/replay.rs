@@ -482,14 +482,6 @@ async fn dlq_redrive_lands_what_a_bad_rule_rejected_and_keeps_the_malformed() {
         want_before
     );
 
-    // Redrive with the normal rules: the rejected users land, the malformed stay out.
-    let (code, log) = run_command(
-        &s,
-        "replay_dlq_1",
-        &["dlq", "redrive"],
-        Duration::from_secs(180),
-    );
-    assert_eq!(code, 0, "{log}");
     let line = |log: &str, reason: &str| -> (u64, u64) {
         log.lines()
             .find(|l| l.split_whitespace().next() == Some(reason))
@@ -499,6 +491,38 @@ async fn dlq_redrive_lands_what_a_bad_rule_rejected_and_keeps_the_malformed() {
             })
             .unwrap_or_else(|| panic!("no `{reason}` line:\n{log}"))
     };
+    // A filtered run only looks at its reason (nothing of it passes).
+    let (code, log) = run_command(
+        &s,
+        "replay_dlq_filtered",
+        &["dlq", "redrive", "--reason", "invalid_date"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("test_rule")), "{log}");
+    let (redriven, dates) = line(&log, "total");
+    assert_eq!(redriven, 0, "{log}");
+    assert!(dates > 0, "{log}");
+    assert!(
+        log.contains(&format!(
+            "{} letters left out",
+            rejected.len() + malformed.len() - dates as usize
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        ids(&common::created_users(&s.keyspace, &["email"]).await),
+        want_before
+    );
+
+    // Redrive with the normal rules: the rejected users land, the malformed stay out.
+    let (code, log) = run_command(
+        &s,
+        "replay_dlq_1",
+        &["dlq", "redrive"],
+        Duration::from_secs(180),
+    );
+    assert_eq!(code, 0, "{log}");
     assert_eq!(line(&log, "test_rule"), (rejected.len() as u64, 0), "{log}");
     let (redriven, still_invalid) = line(&log, "total");
     assert_eq!(redriven, rejected.len() as u64, "{log}");
