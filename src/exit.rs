@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | clean stop (drained, or a signal and a drain within the deadline) |
 //! | 1 | a fatal stage error, the shutdown deadline passed, or a command failed |
-//! | 69 | `EX_UNAVAILABLE`: a service (or the daemon, for `status`) cannot be reached |
+//! | 69 | `EX_UNAVAILABLE`: a service (or the daemon, for `status`; a relay, for `replay --from landing`) cannot be reached |
 //! | 77 | `EX_NOPERM`: the daemon refused the status token |
 //! | 78 | `EX_CONFIG`: the configuration is invalid (the message names the key or file) |
 //! | 130 | a second SIGINT/SIGTERM during shutdown: exit at once (128 + SIGINT) |

@@ -32,6 +32,7 @@
 //! - [`group`]: Kafka consumer groups (membership, sticky assignment, offset commits).
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
+//! - [`replay`]: `pipeline replay --from landing|kafka` and `pipeline dlq redrive`.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, the status page and `/api/status`
 //!   (`telemetry::status`, also `pipeline status` / `pipeline top`), logs, systemd notify.
@@ -55,6 +56,7 @@ pub mod memory;
 pub mod model;
 pub mod outbox;
 pub mod relay;
+pub mod replay;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -9,7 +9,7 @@ use pipeline::config::Config;
 use pipeline::emulator::EmulatorArgs;
 use pipeline::exit::Exit;
 use pipeline::telemetry::status::client;
-use pipeline::{app, telemetry};
+use pipeline::{app, replay, telemetry};
 
 /// mimalloc instead of glibc malloc: the data path allocates and frees many small JSON nodes,
 /// and glibc spent ~45% of the daemon's CPU on it (see docs/performance.md). The `mimalloc`
@@ -72,12 +72,198 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Rebuild the table: re-publish landed users (`--from landing`, through the running
+    /// daemon's relay) or move the consumers' stored offsets (`--from kafka`).
+    Replay(ReplayArgs),
+    /// Dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Serve a randomuser.me-compatible API (deterministic, with fault injection).
     #[cfg_attr(
         not(feature = "emulator"),
         command(about = "Not in this binary: it was built without the emulator feature")
     )]
     Emulator(EmulatorArgs),
+}
+
+/// Where `pipeline replay` reads from.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReplayFrom {
+    /// The landing zone (Postgres `users_landed`), through the outbox and the relay.
+    Landing,
+    /// The topic itself: move the consumers' stored offsets.
+    Kafka,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// What to replay from.
+    #[arg(long, value_enum)]
+    from: ReplayFrom,
+    /// landing: users fetched at or after this RFC 3339 time.
+    #[arg(long, value_parser = replay::parse_time)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// landing: users fetched before this RFC 3339 time.
+    #[arg(long, value_parser = replay::parse_time)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// landing: users of pages fetched with this seed.
+    #[arg(long)]
+    seed: Option<String>,
+    /// landing: wait while the outbox holds more rows than this (flow control).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
+    max_outbox_rows: i64,
+    /// landing: users queued per statement.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    chunk_rows: i64,
+    /// landing: abandon an unfinished replay job that was asked something else.
+    #[arg(long)]
+    restart: bool,
+    /// kafka: move each partition to its first record at or after this RFC 3339 time.
+    #[arg(long, value_parser = replay::parse_time, conflicts_with = "to_offset")]
+    to_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// kafka: move to `earliest`, `latest` or this offset.
+    #[arg(long)]
+    to_offset: Option<replay::kafka::Target>,
+    /// kafka: only these partitions (default: all).
+    #[arg(long, value_delimiter = ',')]
+    partitions: Vec<i32>,
+    /// kafka: move even while daemons are connected (they may overwrite the offsets).
+    #[arg(long)]
+    force: bool,
+    /// Print what would be done and the counts; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Re-validate dead letters with the current rules and write those that pass.
+    Redrive {
+        /// Only letters with this reason (repeatable).
+        #[arg(long = "reason")]
+        reasons: Vec<String>,
+        /// Only letters dead-lettered at or after this RFC 3339 time.
+        #[arg(long, value_parser = replay::parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Validate and count; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The flags of `--from landing` / `--from kafka` that the other one does not take.
+fn replay_flag_misuse(args: &ReplayArgs) -> Option<&'static str> {
+    match args.from {
+        ReplayFrom::Landing => {
+            if args.to_time.is_some() || args.to_offset.is_some() {
+                Some("--to-time/--to-offset are for --from kafka")
+            } else if !args.partitions.is_empty() || args.force {
+                Some("--partitions/--force are for --from kafka")
+            } else {
+                None
+            }
+        }
+        ReplayFrom::Kafka => {
+            if args.since.is_some() || args.until.is_some() || args.seed.is_some() || args.restart {
+                Some("--since/--until/--seed/--restart are for --from landing")
+            } else if args.to_time.is_none() && args.to_offset.is_none() {
+                Some("--from kafka needs --to-time or --to-offset")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// `pipeline replay`.
+fn replay_command(cli: &Cli, args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
+    if let Some(misuse) = replay_flag_misuse(args) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, misuse)
+            .exit();
+    }
+    let config = load(cli)?;
+    telemetry::logging::init(&config.log);
+    let rt = runtime()?;
+    let fail = |e: replay::ReplayError| {
+        eprintln!("pipeline replay: {e}");
+        ExitCode::from(e.exit())
+    };
+    match args.from {
+        ReplayFrom::Landing => {
+            let opts = replay::landing::LandingOptions {
+                since: args.since,
+                until: args.until,
+                seed: args.seed.clone(),
+                dry_run: args.dry_run,
+                max_outbox_rows: args.max_outbox_rows,
+                chunk_rows: args.chunk_rows,
+                restart: args.restart,
+            };
+            let summary = rt
+                .block_on(replay::landing::replay_landing(&config, &opts))
+                .map_err(fail)?;
+            println!("{summary}");
+        }
+        ReplayFrom::Kafka => {
+            let target = match (args.to_time, args.to_offset) {
+                (Some(t), _) => replay::kafka::Target::Time(t),
+                (None, Some(target)) => target,
+                (None, None) => return Err(ExitCode::from(Exit::Failure)),
+            };
+            let opts = replay::kafka::KafkaOptions {
+                target,
+                partitions: args.partitions.clone(),
+                force: args.force,
+                dry_run: args.dry_run,
+            };
+            let moved = rt
+                .block_on(async {
+                    let offsets = replay::kafka::CassandraOffsets::connect(&config).await?;
+                    replay::kafka::replay_kafka(&config, &offsets, &opts).await
+                })
+                .map_err(fail)?;
+            println!(
+                "{} {} partition(s) of {}",
+                if args.dry_run {
+                    "dry run: would move"
+                } else {
+                    "moved"
+                },
+                moved.len(),
+                config.kafka.topic
+            );
+        }
+    }
+    Ok(ExitCode::from(Exit::Success))
+}
+
+/// `pipeline dlq redrive`.
+fn dlq_command(cli: &Cli, command: &DlqCommand) -> Result<ExitCode, ExitCode> {
+    let DlqCommand::Redrive {
+        reasons,
+        since,
+        dry_run,
+    } = command;
+    let config = load(cli)?;
+    telemetry::logging::init(&config.log);
+    let rt = runtime()?;
+    let opts = replay::redrive::RedriveOptions {
+        reasons: reasons.clone(),
+        since: *since,
+        dry_run: *dry_run,
+    };
+    let summary = rt
+        .block_on(replay::redrive::redrive(&config, &opts))
+        .map_err(|e| {
+            eprintln!("pipeline dlq redrive: {e}");
+            ExitCode::from(e.exit())
+        })?;
+    println!("{summary}");
+    Ok(ExitCode::from(Exit::Success))
 }
 
 // Without the `emulator` feature the command stays, so that it fails with a reason instead of
@@ -158,6 +344,8 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
     match &cli.command {
         Command::Emulator(args) => emulator(args),
+        Command::Replay(args) => replay_command(&cli, args),
+        Command::Dlq { command } => dlq_command(&cli, command),
         Command::Status { url, json } => {
             let config = load(&cli)?;
             let base = url

@@ -541,21 +541,18 @@ async fn write_loop<S: RowSink>(
             let record = &r.record;
             let fetched_at_ms = model::fetched_at_header(&record.headers)
                 .unwrap_or_else(|| record.timestamp.timestamp_millis());
-            match model::validate(
+            match config.dlq.check_record(
                 record.key.as_deref(),
                 record.value.as_deref(),
                 fetched_at_ms,
             ) {
                 Ok(row) => rows.push(row),
-                Err(rejection) => {
-                    deps.metrics
-                        .dead_letters
-                        .with_label_values(&[rejection.reason.as_str()])
-                        .inc();
+                Err((reason, detail)) => {
+                    deps.metrics.dead_letters.with_label_values(&[reason]).inc();
                     let letter = DeadLetter {
                         stage: "validate",
-                        reason: rejection.reason.as_str(),
-                        detail: &rejection.detail,
+                        reason,
+                        detail: &detail,
                         origin: Some((topic, partition, r.offset)),
                     };
                     dead.push(letter.record(

@@ -15,6 +15,11 @@ pub struct DlqConfig {
     /// Prefix of the headers that explain a dead letter, not empty. Default
     /// "pipeline.error.".
     pub header_prefix: String,
+    /// Testing only (undocumented in pipeline.toml on purpose): records whose `email` ends
+    /// with this text are rejected by validation with reason `test_rule`, so that a test
+    /// can send good records to the dead-letter topic and redrive them. Unset by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_reject_email_suffix: Option<String>,
 }
 
 impl Default for DlqConfig {
@@ -22,6 +27,7 @@ impl Default for DlqConfig {
         Self {
             topic: "users_created.dlq".into(),
             header_prefix: "pipeline.error.".into(),
+            test_reject_email_suffix: None,
         }
     }
 }
@@ -36,6 +42,12 @@ impl DlqConfig {
         check_topic("dlq.topic", &self.topic)?;
         if self.header_prefix.is_empty() {
             return Err(ConfigError::key("dlq.header_prefix", "must not be empty"));
+        }
+        if self.test_reject_email_suffix.as_deref() == Some("") {
+            return Err(ConfigError::key(
+                "dlq.test_reject_email_suffix",
+                "must not be empty (it would reject every record)",
+            ));
         }
         Ok(())
     }
@@ -56,6 +68,10 @@ mod tests {
         for (toml, key) in [
             ("[dlq]\ntopic = \"a b\"\n", "dlq.topic"),
             ("[dlq]\nheader_prefix = \"\"\n", "dlq.header_prefix"),
+            (
+                "[dlq]\ntest_reject_email_suffix = \"\"\n",
+                "dlq.test_reject_email_suffix",
+            ),
             (
                 "[kafka]\ntopic = \"t\"\n[dlq]\ntopic = \"t\"\n",
                 "dlq.topic",

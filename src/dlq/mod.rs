@@ -8,6 +8,41 @@ use std::collections::BTreeMap;
 use rskafka::record::Record;
 
 use crate::config::DlqConfig;
+use crate::model::{Rejection, UserRow};
+
+/// The reason of [`DlqConfig::test_reject_email_suffix`]'s rejections.
+pub const TEST_RULE_REASON: &str = "test_rule";
+
+impl DlqConfig {
+    /// The testing rule (`dlq.test_reject_email_suffix`) applied to a valid row: the detail
+    /// of its rejection, or `None` when the row passes (always, when the key is unset).
+    pub fn test_rule(&self, row: &UserRow) -> Option<String> {
+        let suffix = self.test_reject_email_suffix.as_deref()?;
+        row.email
+            .ends_with(suffix)
+            .then(|| format!("`email` ends with {suffix:?} (dlq.test_reject_email_suffix)"))
+    }
+
+    /// Validation as the consumers apply it: [`crate::model::validate`], then the testing
+    /// rule. The error is the reason (`model::RejectReason` name or [`TEST_RULE_REASON`]) and
+    /// the detail.
+    ///
+    /// # Errors
+    /// The rejection's reason and detail.
+    pub fn check_record(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        fetched_at_ms: i64,
+    ) -> Result<UserRow, (&'static str, String)> {
+        let row = crate::model::validate(key, value, fetched_at_ms)
+            .map_err(|Rejection { reason, detail }| (reason.as_str(), detail))?;
+        match self.test_rule(&row) {
+            Some(detail) => Err((TEST_RULE_REASON, detail)),
+            None => Ok(row),
+        }
+    }
+}
 
 /// Why and where a record is dead-lettered.
 #[derive(Debug, Clone, Copy)]

@@ -102,10 +102,23 @@ pub fn pg_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> PostgresError {
 /// # Errors
 /// [`PostgresError::Options`] when the URL or sslmode cannot be used.
 pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
+    connect_lazy_as(config, "pipeline")
+}
+
+/// [`connect_lazy`] under another `application_name` (what `pg_stat_activity` shows): the
+/// daemon is "pipeline"; tools such as `pipeline replay` name themselves, so that they can
+/// tell running daemons apart from themselves.
+///
+/// # Errors
+/// [`PostgresError::Options`] when the URL or sslmode cannot be used.
+pub fn connect_lazy_as(
+    config: &PostgresConfig,
+    application_name: &str,
+) -> Result<PgPool, PostgresError> {
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.connect_timeout)
-        .connect_lazy_with(connect_options(config)?))
+        .connect_lazy_with(connect_options_as(config, application_name)?))
 }
 
 /// The connection options of `[postgres]` (URL, TLS, password), for the pool and for the
@@ -114,6 +127,13 @@ pub fn connect_lazy(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
 /// # Errors
 /// [`PostgresError::Options`] when the URL or sslmode cannot be used.
 pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, PostgresError> {
+    connect_options_as(config, "pipeline")
+}
+
+fn connect_options_as(
+    config: &PostgresConfig,
+    application_name: &str,
+) -> Result<PgConnectOptions, PostgresError> {
     let mut options = PgConnectOptions::from_str(&config.url)
         .map_err(|source| PostgresError::Options {
             key: "postgres.url",
@@ -125,7 +145,7 @@ pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, Post
                 source,
             }
         })?)
-        .application_name("pipeline");
+        .application_name(application_name);
     if let Some(password) = &config.password {
         options = options.password(password.expose());
     }

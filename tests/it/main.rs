@@ -13,6 +13,7 @@ mod groups;
 mod hostile;
 mod ingest;
 mod notify;
+mod replay;
 mod secure;
 mod services;
 mod status;
