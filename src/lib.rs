@@ -27,6 +27,8 @@
 //! - [`outbox`]: the outbox's read, acknowledge and backlog, the relay lease, wake-ups.
 //! - [`relay`]: outbox → Kafka.
 //! - [`kafka`]: client construction, topics, partitioning.
+//! - [`registry`]: the value schema in a Confluent-compatible schema registry; `json_sr`
+//!   framing.
 //! - [`consume`]: per-partition consumers, dead letters.
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
 //! - [`sink`]: Cassandra schema, writes and the offset store.
@@ -50,6 +52,7 @@ pub mod landing;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+pub mod registry;
 pub mod relay;
 pub mod shutdown;
 pub mod sink;

@@ -20,6 +20,10 @@
 //!
 //! Oversized records (larger than `kafka.max_message_bytes`, which the broker would refuse
 //! forever) go to the dead-letter topic, truncated, with reason `too_large` and stage `relay`.
+//!
+//! Value format (`kafka.value_format`): `json` produces the stored message as it is; `json_sr`
+//! registers the message schema at start (see [`crate::registry`]; a refusal stops the daemon)
+//! and prepends the 5-byte Confluent frame (magic byte, schema id) to the same bytes.
 
 pub(crate) mod config;
 
@@ -36,6 +40,7 @@ use crate::kafka::{self, Partitions};
 use crate::landing::Landing;
 use crate::model;
 use crate::outbox::{Outbox, OutboxRow};
+use crate::registry::{self, ValueFormat};
 use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;
 
@@ -72,7 +77,8 @@ pub struct RelayStage {
 }
 
 impl Stage for RelayStage {
-    type Running = Arc<rskafka::client::Client>;
+    /// The Kafka client, and the schema id values are framed with (`json_sr`).
+    type Running = (Arc<rskafka::client::Client>, Option<u32>);
 
     fn name(&self) -> &'static str {
         "relay"
@@ -80,10 +86,43 @@ impl Stage for RelayStage {
 
     async fn start(&self, _ctx: &StageContext) -> Result<Self::Running, StageError> {
         self.landing.ensure_migrated().await?;
-        Ok(Arc::new(kafka::connect(&self.config.kafka).await?))
+        let frame_id = match self.config.kafka.value_format {
+            ValueFormat::Json => None,
+            ValueFormat::JsonSr => {
+                let registered = registry::register_message_schema(
+                    &self.config,
+                    self.metrics.schema_registry_errors.clone(),
+                )
+                .await?;
+                tracing::info!(
+                    subject = %registered.subject,
+                    version = registered.version,
+                    id = registered.id,
+                    "message schema registered; values are framed (json_sr)"
+                );
+                self.metrics.schema_info.reset();
+                self.metrics
+                    .schema_info
+                    .with_label_values(&[
+                        registered.subject.as_str(),
+                        &registered.version.to_string(),
+                        &registered.id.to_string(),
+                    ])
+                    .set(1);
+                Some(registered.id)
+            }
+        };
+        Ok((
+            Arc::new(kafka::connect(&self.config.kafka).await?),
+            frame_id,
+        ))
     }
 
-    async fn run(&self, client: Self::Running, ctx: &StageContext) -> Result<(), StageError> {
+    async fn run(
+        &self,
+        (client, frame_id): Self::Running,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
         if test_hang_hook(self.name()) {
             ctx.set_ready();
             ctx.token.cancelled().await;
@@ -93,6 +132,7 @@ impl Stage for RelayStage {
             Arc::clone(&self.config),
             self.landing.clone(),
             client,
+            frame_id,
             self.metrics.clone(),
             ctx.token.clone(),
             || {
@@ -111,7 +151,7 @@ fn test_hang_hook(task: &str) -> bool {
     std::env::var("_PIPELINE_TEST_HANG").is_ok_and(|v| v == task)
 }
 
-/// The relay stage.
+/// The relay stage. `frame_id`: the schema id of `json_sr` framing (none: plain JSON).
 ///
 /// # Errors
 /// Retriable on Postgres or Kafka failures (rows stay in the outbox).
@@ -119,6 +159,7 @@ pub async fn run_relay(
     config: Arc<Config>,
     landing: Landing,
     client: Arc<rskafka::client::Client>,
+    frame_id: Option<u32>,
     metrics: Metrics,
     token: CancellationToken,
     mark_ready: impl Fn(),
@@ -161,6 +202,7 @@ pub async fn run_relay(
         partitions,
         dlq_partitions,
         compression,
+        frame_id,
     };
     // Two rounds overlap: round N is produced (and then deleted from the outbox) while round
     // N+1 is read and encoded. Round N+1's read skips the seq range of round N, whose rows are
@@ -209,6 +251,8 @@ struct Relay<'a> {
     partitions: i32,
     dlq_partitions: i32,
     compression: rskafka::client::partition::Compression,
+    /// `json_sr`: the registered schema's id, prepended to every value.
+    frame_id: Option<u32>,
 }
 
 /// Outbox rows read and encoded, waiting to be produced.
@@ -268,7 +312,8 @@ impl Relay<'_> {
             observe_ms(&relay_wait, fetched_at_ms, now_ms);
             let key = id.into_bytes();
             let headers = model::message_headers(fetched_at_ms);
-            if value.len() + key.len() + 512 > k.max_message_bytes {
+            let framing = self.frame_id.map_or(0, |_| registry::FRAME_HEADER);
+            if value.len() + framing + key.len() + 512 > k.max_message_bytes {
                 let detail = format!(
                     "encoded message is {} bytes, kafka.max_message_bytes is {}",
                     value.len(),
@@ -294,6 +339,11 @@ impl Relay<'_> {
                 continue;
             }
             let partition = model::partition_for_key(&key, self.partitions);
+            // The stored bytes with the frame in front: never reparsed.
+            let value = match self.frame_id {
+                Some(id) => registry::frame(id, &value),
+                None => value,
+            };
             round
                 .by_partition
                 .entry(partition)

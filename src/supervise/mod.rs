@@ -46,6 +46,9 @@ pub enum StageError {
     /// Cassandra: connect, rows, offsets.
     #[error(transparent)]
     Cassandra(#[from] crate::sink::SinkError),
+    /// The schema registry: unreachable (retriable), or it refused our schema (fatal).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A record the relay cannot produce (a corrupted landed row): the row stays in the outbox.
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
@@ -77,6 +80,7 @@ impl StageError {
             Self::Postgres(e) => e.is_retriable(),
             Self::Kafka(e) => e.is_retriable(),
             Self::Cassandra(e) => e.is_retriable(),
+            Self::Registry(e) => e.is_retriable(),
             Self::Relay(_) => false,
             Self::Disconnected(_) | Self::Panicked(_) => true,
             #[cfg(test)]
@@ -91,7 +95,7 @@ impl StageError {
             Self::Postgres(_) => Some(Service::Postgres),
             Self::Kafka(_) => Some(Service::Kafka),
             Self::Cassandra(_) => Some(Service::Cassandra),
-            Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
+            Self::Registry(_) | Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
             #[cfg(test)]
             Self::Test { service, .. } => *service,
         }
@@ -554,7 +558,9 @@ mod tests {
     #[tokio::test]
     async fn a_service_that_returns_cuts_the_grown_backoff_short() {
         // A 10 s backoff, a service that is down for 300 ms: the retry comes when it answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("local addr").to_string();
         drop(listener);
         let backoff = BackoffConfig {
@@ -590,7 +596,9 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let _back = tokio::net::TcpListener::bind(&address).await.expect("rebind");
+        let _back = tokio::net::TcpListener::bind(&address)
+            .await
+            .expect("rebind");
         tokio::time::timeout(Duration::from_secs(5), sup.wait())
             .await
             .expect("retried long before the 10 s backoff");

@@ -129,7 +129,8 @@ impl Probes {
         episode: &mut Episode,
     ) -> Wake {
         let deadline = Instant::now() + delay;
-        let Some(service) = service.filter(|s| !self.interval.is_zero() && self.targets.contains_key(s))
+        let Some(service) =
+            service.filter(|s| !self.interval.is_zero() && self.targets.contains_key(s))
         else {
             tokio::time::sleep_until(deadline).await;
             return Wake::Slept;
@@ -174,7 +175,9 @@ mod tests {
 
     /// A port that refuses connections: bound, then closed.
     async fn closed_port() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("local addr").to_string();
         drop(listener);
         address
@@ -182,13 +185,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_service_that_stays_up_never_shortens_the_sleep() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("local addr").to_string();
         let probes = Probes::new(Duration::from_millis(20)).with(Service::Kafka, vec![address]);
         let mut episode = Episode::default();
         let started = Instant::now();
         let wake = probes
-            .sleep(Some(Service::Kafka), Duration::from_millis(300), &mut episode)
+            .sleep(
+                Some(Service::Kafka),
+                Duration::from_millis(300),
+                &mut episode,
+            )
             .await;
         assert_eq!(wake, Wake::Slept);
         assert!(started.elapsed() >= Duration::from_millis(300));
@@ -203,18 +212,27 @@ mod tests {
         let started = Instant::now();
         let reopen = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let listener = tokio::net::TcpListener::bind(&address).await.expect("rebind");
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .expect("rebind");
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(listener);
         });
         let mut episode = Episode::default();
         let wake = probes
-            .sleep(Some(Service::Postgres), Duration::from_secs(20), &mut episode)
+            .sleep(
+                Some(Service::Postgres),
+                Duration::from_secs(20),
+                &mut episode,
+            )
             .await;
         let elapsed = started.elapsed();
         reopen.abort();
         assert_eq!(wake, Wake::ServiceBack);
-        assert!(!episode.seen_down, "a new episode starts once the service is back");
+        assert!(
+            !episode.seen_down,
+            "a new episode starts once the service is back"
+        );
         // Reopened at 400 ms: woken after it, within a probe interval plus scheduling slack,
         // not after the 20 s delay.
         assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
@@ -223,13 +241,19 @@ mod tests {
 
     #[tokio::test]
     async fn down_seen_in_an_earlier_sleep_wakes_at_the_first_answer() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("local addr").to_string();
         let probes = Probes::new(Duration::from_millis(20)).with(Service::Cassandra, vec![address]);
         let mut episode = Episode { seen_down: true };
         let started = Instant::now();
         let wake = probes
-            .sleep(Some(Service::Cassandra), Duration::from_secs(20), &mut episode)
+            .sleep(
+                Some(Service::Cassandra),
+                Duration::from_secs(20),
+                &mut episode,
+            )
             .await;
         assert_eq!(wake, Wake::ServiceBack);
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -242,7 +266,11 @@ mod tests {
         let probes = Probes::new(Duration::ZERO).with(Service::Kafka, vec![address]);
         let started = Instant::now();
         let wake = probes
-            .sleep(Some(Service::Kafka), Duration::from_millis(100), &mut episode)
+            .sleep(
+                Some(Service::Kafka),
+                Duration::from_millis(100),
+                &mut episode,
+            )
             .await;
         assert_eq!(wake, Wake::Slept);
         assert!(started.elapsed() >= Duration::from_millis(100));
