@@ -246,13 +246,14 @@ cmd_env() {
       SECURE_POSTGRES_URL "postgres://$SECURE_USER@127.0.0.1:$(effective_port postgres)/$PG_DB" \
       SECURE_POSTGRES_PASSWORD_FILE "$(secret_file postgres_password)" \
       SECURE_CA_FILE "$TLS_DIR/ca.pem" \
-      SECURE_SCHEMA_REGISTRY_URL "http://127.0.0.1:$(effective_port registry)"
+      SECURE_SCHEMA_REGISTRY_URL "http://127.0.0.1:$(effective_port registry)/apis/ccompat/v7"
     return
   fi
   echo "export KAFKA_BOOTSTRAP=127.0.0.1:$(effective_port kafka)"
   echo "export CASSANDRA_CONTACT=127.0.0.1:$(effective_port cassandra)"
   echo "export DATABASE_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$(effective_port postgres)/$PG_DB"
-  echo "export PIPELINE_TEST_SCHEMA_REGISTRY_URL=http://127.0.0.1:$(effective_port registry)"
+  # Not PIPELINE_*: the daemon would read that prefix as one of its config keys.
+  echo "export SCHEMA_REGISTRY_URL=http://127.0.0.1:$(effective_port registry)/apis/ccompat/v7"
 }
 
 # Chaos helpers: signal the main process of a service.

@@ -11,6 +11,7 @@ mod emulator;
 mod hostile;
 mod ingest;
 mod notify;
+mod registry;
 mod secure;
 mod services;
 mod status;
