@@ -432,3 +432,103 @@ async fn unknown_ids_and_schema_violations_are_dead_lettered() {
         25.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_is_waited_for_not_dead_lettered() {
+    let url = reqwest::Url::parse(&registry_url()).expect("registry URL");
+    let upstream = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port_or_known_default().unwrap_or(80)
+    );
+    let proxy = common::Proxy::start(upstream).await;
+    let mut through_proxy = url.clone();
+    through_proxy
+        .set_port(Some(proxy.port))
+        .expect("a URL with a port");
+    let mut s = common::Scenario::new("registry_down", "http://127.0.0.1:9/api/").await;
+    s.set("PIPELINE_SCHEMA_REGISTRY__URL", through_proxy.to_string())
+        .set("PIPELINE_SOURCE__ENABLED", "false")
+        .set("PIPELINE_CONSUMER__START_FROM", "earliest");
+    let client = common::kafka().await;
+    common::create_topic(&client, &s.topic, 1).await;
+    let errors = pipeline::telemetry::Metrics::new().schema_registry_errors;
+    let sr = SchemaRegistry::new(&registry_config(), errors).expect("client");
+    let id = sr
+        .register(&format!("{}-value", s.topic), &registry::message_schema())
+        .await
+        .expect("register")
+        .id;
+    let mut keys = BTreeSet::new();
+    let records: Vec<Record> = (100..110)
+        .map(|i| {
+            let (key, value) = message(i);
+            keys.insert(key.clone());
+            Record {
+                key: Some(key.into_bytes()),
+                value: Some(registry::frame(id, value.to_string().as_bytes())),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            }
+        })
+        .collect();
+    client
+        .partition_client(&s.topic, 0, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client")
+        .produce(records, Compression::NoCompression)
+        .await
+        .expect("produce");
+
+    proxy.down();
+    let metrics_out = std::env::temp_dir().join(format!("{}.prom", s.keyspace));
+    let mut daemon = s.spawn(
+        &[
+            "run",
+            "--drain-and-exit",
+            "--metrics-out",
+            metrics_out.to_str().expect("utf8 path"),
+        ],
+        &common::log_path("registry_down"),
+    );
+    // The consumer fails on the lookup and retries with the backoff: nothing written, nothing
+    // dead-lettered.
+    let during = daemon
+        .wait_for("/metrics", Duration::from_secs(60), |status, body| {
+            status == 200
+                && common::metric(body, "pipeline_schema_registry_errors_total{op=\"lookup\"}")
+                    >= 3.0
+        })
+        .await;
+    assert_eq!(common::metric(&during, "pipeline_dead_letters_total{"), 0.0);
+    assert_eq!(
+        common::metric(&during, "pipeline_stage_records_total{stage=\"sink\"}"),
+        0.0
+    );
+    assert!(
+        common::metric(&during, "pipeline_task_restarts_total{task=\"consumer\"}") >= 1.0,
+        "{during}"
+    );
+    // /api/status lists the registry with its failed requests.
+    let (_, status) = daemon.get("/api/status").await.expect("/api/status");
+    let status: Value = serde_json::from_str(&status).expect("status JSON");
+    let line = status["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "schema_registry")
+        .unwrap_or_else(|| panic!("no schema_registry service: {status}"));
+    let detail = line["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains(&format!("127.0.0.1:{}", proxy.port)) && !detail.contains(" 0 failed"),
+        "{detail}"
+    );
+    proxy.restore();
+    let code = daemon.wait(Duration::from_secs(120));
+    assert_eq!(code, 0, "{}", daemon.log_tail(40));
+    let prom = std::fs::read_to_string(&metrics_out).expect("metrics file");
+    assert_eq!(common::metric(&prom, "pipeline_dead_letters_total{"), 0.0);
+    let rows = common::created_users(&s.keyspace, &["email"]).await;
+    assert_eq!(rows.keys().cloned().collect::<BTreeSet<_>>(), keys);
+    assert!(common::read_topic(&client, &s.dlq).await.is_empty());
+}
