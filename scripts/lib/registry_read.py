@@ -5,6 +5,7 @@ Prints one JSON line per record ({"partition", "offset", "key", "value"}) and ex
 COUNT records were read, 1 if the timeout came first. The deserializer takes the schema id
 from each value's Confluent framing, fetches that schema from the registry and validates the
 value against it: a record it cannot read stops the script with its error (exit 2).
+REGISTRY_URL "-": no registry; "value" is then the raw value as text (plain JSON records).
 """
 
 import json
@@ -22,9 +23,13 @@ def main() -> int:
     bootstrap, registry_url, topic, count = sys.argv[1:5]
     count = int(count)
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
-    registry = SchemaRegistryClient({"url": registry_url})
-    # schema_str None: the writer's schema, by the id in the record.
-    deserialize = JSONDeserializer(None, schema_registry_client=registry)
+    if registry_url == "-":
+        def deserialize(value, _ctx):
+            return value.decode("utf-8")
+    else:
+        registry = SchemaRegistryClient({"url": registry_url})
+        # schema_str None: the writer's schema, by the id in the record.
+        deserialize = JSONDeserializer(None, schema_registry_client=registry)
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"registry-read-{uuid.uuid4()}",
