@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help test demo bench stack-up stack-up-secure old-stack stack-down stack-status lint validate-deploy build release
+.PHONY: help test demo bench stack-up stack-up-secure old-stack registry-client stack-down stack-status lint validate-deploy build release
 
 help:
 	@echo "make demo            start Kafka, Cassandra, Postgres and run a bounded pipeline demo"
@@ -23,6 +23,10 @@ stack-up-secure:
 # The old stack's producer (kafka-python in a venv) for tests/it/switchover.rs.
 old-stack:
 	scripts/old-stack setup
+
+# Python's confluent-kafka with its schema registry deserializer for tests/it/registry.rs.
+registry-client:
+	scripts/registry-client setup
 
 stack-down:
 	scripts/stack down
@@ -43,7 +47,7 @@ lint:
 validate-deploy:
 	scripts/validate-deploy
 
-test: stack-up stack-up-secure old-stack lint
+test: stack-up stack-up-secure old-stack registry-client lint
 	# Two tests at a time (they share the stack); RUST_TEST_THREADS rather than
 	# --test-threads because the criterion benches (run once in test mode) reject that flag.
 	eval "$$(scripts/stack env)" && eval "$$(scripts/stack env --secure)" && \

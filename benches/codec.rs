@@ -6,7 +6,10 @@
 //! - `encode_message`: the message alone (part of `split_page`);
 //! - `kafka_record`: the relay's record from the outbox bytes: headers + key partitioning;
 //! - `validate`: decode + validate the Kafka value into a Cassandra row (consumer side);
-//! - `full_path`: all of the above for one page.
+//! - `full_path`: all of the above for one page;
+//! - `kafka_record_json_sr`, `validate_json_sr`: the same two with `kafka.value_format =
+//!   "json_sr"`: the 5-byte frame prepended (a copy of the message), and on the consumer the
+//!   frame read, the payload parsed once more and checked against the (cached) schema.
 //!
 //! `cargo bench --bench codec`; criterion reports elements/s = records/s per core.
 
@@ -28,13 +31,29 @@ fn page_body() -> String {
     .body
 }
 
-/// The relay's record: the message bytes as landed, key, headers, partition.
+/// The relay's record: the message bytes as landed, key, headers, partition; framed with
+/// schema id `frame` (json_sr) when given.
 fn relay_record(id: &str, message: &[u8], fetched_at_ms: i64) -> (i32, Record) {
+    relay_record_framed(id, message, fetched_at_ms, None)
+}
+
+fn relay_record_framed(
+    id: &str,
+    message: &[u8],
+    fetched_at_ms: i64,
+    frame: Option<u32>,
+) -> (i32, Record) {
     let key = id.as_bytes().to_vec();
     let partition = model::partition_for_key(&key, PARTITIONS);
+    // The relay owns the landed bytes: plain JSON is moved, a framed value is a new buffer.
+    let value = message.to_vec();
+    let value = match frame {
+        Some(id) => pipeline::registry::frame(id, &value),
+        None => value,
+    };
     let record = Record {
         key: Some(key),
-        value: Some(message.to_vec()),
+        value: Some(value),
         headers: model::message_headers(fetched_at_ms),
         timestamp: chrono::Utc::now(),
     };
@@ -80,6 +99,32 @@ fn bench_codec(c: &mut Criterion) {
                 black_box(
                     model::validate(r.key.as_deref(), r.value.as_deref(), ms).expect("valid"),
                 );
+            }
+        })
+    });
+    group.bench_function("kafka_record_json_sr", |b| {
+        b.iter(|| {
+            for u in &users {
+                black_box(relay_record_framed(&u.id, &u.message, now, Some(7)));
+            }
+        })
+    });
+    let schema = pipeline::registry::JsonSchema(pipeline::registry::message_schema());
+    let framed: Vec<Record> = users
+        .iter()
+        .map(|u| relay_record_framed(&u.id, &u.message, now, Some(7)).1)
+        .collect();
+    group.bench_function("validate_json_sr", |b| {
+        b.iter(|| {
+            for r in &framed {
+                let ms = model::fetched_at_header(&r.headers).unwrap_or(now);
+                let value = r.value.as_deref().expect("value");
+                let (_, payload) = pipeline::registry::unframe(value)
+                    .expect("frame")
+                    .expect("framed");
+                let json: serde_json::Value = serde_json::from_slice(payload).expect("json");
+                schema.check(&json).expect("fits");
+                black_box(model::validate(r.key.as_deref(), Some(payload), ms).expect("valid"));
             }
         })
     });

@@ -381,6 +381,26 @@ pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, Strin
     if config.source.enabled {
         out.push(("source".to_string(), api.await));
     }
+    if config.schema_registry.enabled() {
+        let registry = async {
+            let errors = Metrics::new().schema_registry_errors;
+            let client = crate::registry::SchemaRegistry::new(&config.schema_registry, errors)
+                .map_err(|e| e.to_string())?;
+            let subject = config.schema_registry.subject_for(&config.kafka.topic);
+            let schema = crate::registry::message_schema();
+            match client.lookup(&subject, &schema).await {
+                Ok(Some(r)) => Ok(format!(
+                    "subject {} version {} id {} (value_format {:?})",
+                    r.subject, r.version, r.id, config.kafka.value_format
+                )),
+                Ok(None) => Ok(format!(
+                    "subject {subject}: the message schema is not registered yet (the relay registers it at start with value_format json_sr)"
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        out.push(("schema_registry".to_string(), registry.await));
+    }
     out
 }
 

@@ -30,6 +30,7 @@ pub use crate::dlq::config::DlqConfig;
 pub use crate::kafka::config::{CompressionKind, KafkaConfig, KafkaSecurity, SaslMechanism};
 pub use crate::landing::config::{LandingConfig, PostgresConfig};
 pub use crate::lease::config::LeaseConfig;
+pub use crate::registry::config::{SchemaRegistryConfig, ValueFormat};
 pub use crate::relay::config::RelayConfig;
 pub use crate::sink::config::{CassandraConfig, ConsistencyLevel, WriteMode};
 pub use crate::source::config::{ScheduleMode, SourceConfig};
@@ -55,6 +56,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub runtime: RuntimeConfig,
+    pub schema_registry: SchemaRegistryConfig,
     /// Deprecated spellings the loaded configuration used, one per key: logged as warnings
     /// once logging is up (`run`, `migrate`) and printed by `check`. Never part of the file.
     #[serde(skip)]
@@ -75,6 +77,7 @@ const SECTIONS: &[&str] = &[
     "http",
     "log",
     "runtime",
+    "schema_registry",
 ];
 
 /// A key written in its old spelling, which still works: it moved to another section.
@@ -331,6 +334,11 @@ impl Config {
             &mut self.cassandra.password,
         )?;
         read_secret_file(
+            "schema_registry.password_file",
+            &self.schema_registry.password_file,
+            &mut self.schema_registry.password,
+        )?;
+        read_secret_file(
             "http.token_file",
             &self.http.token_file,
             &mut self.http.token,
@@ -361,6 +369,7 @@ impl Config {
         self.http.validate()?;
         self.log.validate()?;
         self.runtime.validate()?;
+        self.schema_registry.validate(self.kafka.value_format)?;
         Ok(())
     }
 
@@ -372,6 +381,7 @@ impl Config {
             &mut copy.postgres.password,
             &mut copy.cassandra.password,
             &mut copy.kafka.sasl_password,
+            &mut copy.schema_registry.password,
         ]
         .into_iter()
         .flatten()

@@ -28,6 +28,8 @@
 //! - [`relay`]: outbox → Kafka.
 //! - [`lease`]: the relay and source leases (one holder per database among daemons).
 //! - [`kafka`]: client construction, topics, partitioning.
+//! - [`registry`]: the value schema in a Confluent-compatible schema registry; `json_sr`
+//!   framing.
 //! - [`consume`]: per-partition consumers, dead letters.
 //! - [`group`]: Kafka consumer groups (membership, sticky assignment, offset commits).
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
@@ -55,6 +57,7 @@ pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+pub mod registry;
 pub mod relay;
 pub mod replay;
 pub mod shutdown;

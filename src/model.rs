@@ -562,10 +562,14 @@ pub enum RejectReason {
     InvalidDate,
     TooLarge,
     KeyMismatch,
+    /// A framed value whose schema id the registry does not know (or is not JSON Schema).
+    UnknownSchema,
+    /// A framed value that violates the schema its id names.
+    SchemaViolation,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 10] = [
         Self::NotJson,
         Self::NotObject,
         Self::MissingField,
@@ -574,6 +578,8 @@ impl RejectReason {
         Self::InvalidDate,
         Self::TooLarge,
         Self::KeyMismatch,
+        Self::UnknownSchema,
+        Self::SchemaViolation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -586,6 +592,8 @@ impl RejectReason {
             Self::InvalidDate => "invalid_date",
             Self::TooLarge => "too_large",
             Self::KeyMismatch => "key_mismatch",
+            Self::UnknownSchema => "unknown_schema",
+            Self::SchemaViolation => "schema_violation",
         }
     }
 }

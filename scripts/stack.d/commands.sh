@@ -8,9 +8,10 @@ parse_services() {
   if [[ $# -eq 0 ]]; then printf '%s\n' "${ALL_SERVICES[@]}"; return; fi
   for s in "$@"; do
     case $s in
-      kafka|cassandra|postgres) echo "$s" ;;
+      kafka|cassandra|postgres|registry) echo "$s" ;;
       pg|postgresql) echo postgres ;;
-      *) die "unknown service '$s' (kafka, cassandra, postgres)" ;;
+      schema-registry|apicurio) echo registry ;;
+      *) die "unknown service '$s' (kafka, cassandra, postgres, registry)" ;;
     esac
   done
 }
@@ -43,7 +44,7 @@ cmd_up() {
     mkdir -p "$STACK_DIR/$svc/logs"
     pid=$(svc_pid "$svc")
     if [[ -n $pid ]]; then
-      [[ $svc == postgres ]] || need_java
+      [[ $svc == postgres || $svc == registry ]] || need_java
       # (secure Cassandra: only once its role bootstrap has completed)
       if [[ $SECURE -eq 1 && $svc == cassandra && ! -f $STACK_DIR/cassandra/data/auth-bootstrapped ]]; then
         todo+=("$svc:wait"); continue
@@ -91,6 +92,7 @@ cmd_up() {
     svc=${item%%:*}
     case $svc in
       cassandra|kafka) need_java ;;
+      registry) need_java; need_registry_java ;;   # Maven runs on 17, the registry on 21+
       postgres) need_postgres ;;
     esac
   done
@@ -108,11 +110,12 @@ cmd_up() {
     case $svc in   # the JVM services: jars and their probe first
       cassandra) probe_cls=CqlProbe requested=$CASSANDRA_VERSION candidates=$CASSANDRA_DEFAULT_CANDIDATES ;;
       kafka) probe_cls=KafkaProbe requested=$KAFKA_VERSION candidates=$KAFKA_DEFAULT_CANDIDATES ;;
+      registry) probe_cls=- requested=$REGISTRY_VERSION candidates=$REGISTRY_DEFAULT_CANDIDATES ;;   # probed with curl
       postgres) probe_cls="" ;;
     esac
     if [[ -n $probe_cls ]]; then
       ver=$(ensure_dist "$svc" "$requested" "$candidates") || { rc=1; continue; }
-      ensure_probe "$probe_cls" "$STACK_DIR/dist/$svc-$ver/lib" >/dev/null
+      [[ $probe_cls == - ]] || ensure_probe "$probe_cls" "$STACK_DIR/dist/$svc-$ver/lib" >/dev/null
     fi
     ( "start_$svc" "$ver" && touch "$results/$svc.ok" ) &   # (start_postgres ignores it)
     bg+=($!)
@@ -165,7 +168,7 @@ cmd_status() {
       elif out=$(probe "$svc"); then
         healthy=yes
         case $svc in
-          cassandra|postgres) ver=$(head -n1 <<<"$out") ;;
+          cassandra|postgres|registry) ver=$(head -n1 <<<"$out") ;;
           kafka)
             ver="$ver ($(state_get kafka MODE)"
             if [[ $SECURE -eq 1 ]]; then ver+=",SASL_SSL)"; else ver+=")"; fi ;;
@@ -206,7 +209,7 @@ cmd_reset() {
   else
     info "reset: deleting data, configs and logs (keeping $STACK_DIR/dist and tools)"
   fi
-  rm -rf "$STACK_DIR/kafka" "$STACK_DIR/cassandra" "$STACK_DIR/postgres" "$(pg_run_dir)"
+  rm -rf "$STACK_DIR/kafka" "$STACK_DIR/cassandra" "$STACK_DIR/postgres" "$STACK_DIR/registry" "$(pg_run_dir)"
 }
 
 cmd_logs() {
@@ -242,12 +245,15 @@ cmd_env() {
       SECURE_CASSANDRA_PASSWORD_FILE "$(secret_file cassandra_password)" \
       SECURE_POSTGRES_URL "postgres://$SECURE_USER@127.0.0.1:$(effective_port postgres)/$PG_DB" \
       SECURE_POSTGRES_PASSWORD_FILE "$(secret_file postgres_password)" \
-      SECURE_CA_FILE "$TLS_DIR/ca.pem"
+      SECURE_CA_FILE "$TLS_DIR/ca.pem" \
+      SECURE_SCHEMA_REGISTRY_URL "http://127.0.0.1:$(effective_port registry)/apis/ccompat/v7"
     return
   fi
   echo "export KAFKA_BOOTSTRAP=127.0.0.1:$(effective_port kafka)"
   echo "export CASSANDRA_CONTACT=127.0.0.1:$(effective_port cassandra)"
   echo "export DATABASE_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$(effective_port postgres)/$PG_DB"
+  # Not PIPELINE_*: the daemon would read that prefix as one of its config keys.
+  echo "export SCHEMA_REGISTRY_URL=http://127.0.0.1:$(effective_port registry)/apis/ccompat/v7"
 }
 
 # Chaos helpers: signal the main process of a service.

@@ -16,7 +16,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # Default health timeout per service; STACK_TIMEOUT overrides all of them.
 timeout_for() {
   if [[ -n ${STACK_TIMEOUT:-} ]]; then echo "$STACK_TIMEOUT"; return; fi
-  case $1 in cassandra) echo 300 ;; kafka) echo 180 ;; postgres) echo 60 ;; esac
+  case $1 in cassandra) echo 300 ;; kafka) echo 180 ;; postgres) echo 60 ;; registry) echo 120 ;; esac
 }
 
 is_root() { [[ $(id -u) -eq 0 ]]; }
@@ -80,7 +80,7 @@ effective_port() {
   if [[ -z $p ]]; then
     case $svc in
       kafka) p=$KAFKA_PORT ;; cassandra) p=$CASSANDRA_PORT ;; postgres) p=$POSTGRES_PORT ;;
-      zookeeper) p=$ZOOKEEPER_PORT ;;
+      zookeeper) p=$ZOOKEEPER_PORT ;; registry) p=$REGISTRY_PORT ;;
     esac
   fi
   echo "$p"
@@ -180,6 +180,9 @@ svc_ports() {
       [[ $CASSANDRA_JMX_PORT == 0 ]] || echo "$CASSANDRA_JMX_PORT|cassandra JMX (${pv}CASSANDRA_JMX_PORT; 0 disables)" ;;
     postgres)
       echo "$POSTGRES_PORT|postgres (${pv}POSTGRES_PORT)" ;;
+    registry)
+      echo "$REGISTRY_PORT|registry (${pv}REGISTRY_PORT)"
+      echo "$REGISTRY_MANAGEMENT_PORT|registry management (${pv}REGISTRY_MANAGEMENT_PORT)" ;;
   esac
 }
 
@@ -188,7 +191,7 @@ svc_ports() {
 # ---------------------------------------------------------------------------
 # launch_jvm PIDFILE LOGFILE JAVA_ARGS...: starts a detached JVM (own session,
 # no stdin, output to LOGFILE) and records its pid. The pid is the JVM's own:
-# setsid/setpriv exec in place.
+# setsid/setpriv exec in place. LAUNCH_JAVA: another java than Java 17's.
 # LAUNCH_NO_MLOCK=1: make mlockall() fail (Cassandra locks its whole heap in RAM
 # when it can, which costs ~2 s of start-up and keeps the full heap resident).
 launch_jvm() {
@@ -201,7 +204,7 @@ launch_jvm() {
   fi
   (
     [[ ${LAUNCH_NO_MLOCK:-0} == 1 ]] && ulimit -l 64 2>/dev/null
-    exec "${wrap[@]}" "$JAVA17_HOME/bin/java" "$@"
+    exec "${wrap[@]}" "${LAUNCH_JAVA:-$JAVA17_HOME/bin/java}" "$@"
   ) </dev/null >>"$logf" 2>&1 9>&- &   # 9>&-: never pass on the stack lock
   echo $! >"$pidf"
 }

@@ -67,7 +67,7 @@ ensure_dist() {
     info "$name: resolving $v with Maven (repo: $MAVEN_REPO_LOCAL)"
     if maven_fetch "$STACK_DIR/dist/$name-$v" "$("${name}_deps_xml" "$v")"; then
       [[ -z $requested ]] && echo "$v" >"$STACK_DIR/dist/$name.default"
-      info "$name: $v ready ($(find "$STACK_DIR/dist/$name-$v/lib" -name '*.jar' | wc -l) jars, $(since "$t0")s)"
+      info "$name: $v ready ($(find "$STACK_DIR/dist/$name-$v/lib" -type f | wc -l) files, $(since "$t0")s)"
       echo "$v"; return 0
     fi
     info "$name: $v did not resolve (see $STACK_DIR/dist/last-failed-mvn.log)"

@@ -15,6 +15,12 @@
 //! acknowledged; a crash re-delivers from the stored offset, and the writes are idempotent
 //! (see [`crate::sink`]). Dead letters are at-least-once: a replay may repeat one.
 //! A bad record never stops the partition: it is dead-lettered and the offset moves on.
+//!
+//! Values are plain JSON or Confluent-framed (`json_sr`; the first byte tells, see
+//! [`crate::registry`]): a framed value's schema is fetched by id (cached) and checked before
+//! the usual validation; an unknown id is dead-lettered `unknown_schema`, a violation
+//! `schema_violation`, and an unreachable registry restarts the stage (nothing is
+//! dead-lettered for it). Dead letters carry the record's original bytes, frame included.
 
 pub(crate) mod config;
 
@@ -37,6 +43,7 @@ use crate::group::{
 };
 use crate::kafka::{self, Partitions};
 use crate::model;
+use crate::registry::{self, Lookup, SchemaRegistry};
 use crate::sink::{CassandraSink, RowSink};
 use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;
@@ -143,6 +150,8 @@ pub struct ConsumerDeps<S: RowSink> {
     pub budget: ByteBudget,
     /// The group member committing offsets (assignment = "group").
     pub group: Option<Arc<dyn GroupMembership>>,
+    /// Resolves the schema ids of framed values (none without `[schema_registry] url`).
+    pub schemas: Option<Arc<SchemaRegistry>>,
 }
 
 /// What one heap allocation costs besides its bytes (allocator header and rounding).
@@ -271,8 +280,17 @@ pub async fn run_consumers<S: RowSink>(
             k.request_timeout,
         ))),
     };
+    let schemas = if config.schema_registry.enabled() {
+        Some(Arc::new(SchemaRegistry::new(
+            &config.schema_registry,
+            metrics.schema_registry_errors.clone(),
+        )?))
+    } else {
+        None
+    };
     let deps = Arc::new(ConsumerDeps {
         group: member.clone(),
+        schemas,
         budget: ByteBudget::new(config.consumer.buffer_bytes),
         topic: Arc::new(Partitions::new(
             Arc::clone(&client),
@@ -541,11 +559,12 @@ async fn write_loop<S: RowSink>(
             let record = &r.record;
             let fetched_at_ms = model::fetched_at_header(&record.headers)
                 .unwrap_or_else(|| record.timestamp.timestamp_millis());
-            match config.dlq.check_record(
-                record.key.as_deref(),
-                record.value.as_deref(),
-                fetched_at_ms,
-            ) {
+            let checked =
+                match unframe_and_check(deps.schemas.as_deref(), record.value.as_deref()).await? {
+                    Ok(payload) => config.dlq.check_record(record.key.as_deref(), payload, fetched_at_ms),
+                    Err(model::Rejection { reason, detail }) => Err((reason.as_str(), detail)),
+                };
+            match checked {
                 Ok(row) => rows.push(row),
                 Err((reason, detail)) => {
                     deps.metrics.dead_letters.with_label_values(&[reason]).inc();
@@ -617,6 +636,59 @@ async fn write_loop<S: RowSink>(
         join_commit(previous).await?;
     }
     Ok(())
+}
+
+/// A value's JSON: the value itself, or a framed value's payload once its schema (fetched by
+/// id) accepts it.
+///
+/// # Errors
+/// Outer: the registry could not answer (the stage restarts; nothing is dead-lettered).
+/// Inner: the record's dead-letter reason (`unknown_schema`, `schema_violation`).
+async fn unframe_and_check<'a>(
+    schemas: Option<&SchemaRegistry>,
+    value: Option<&'a [u8]>,
+) -> Result<Result<Option<&'a [u8]>, model::Rejection>, StageError> {
+    let Some(bytes) = value else {
+        return Ok(Ok(None));
+    };
+    let (id, payload) = match registry::unframe(bytes) {
+        Ok(Some(framed)) => framed,
+        Ok(None) => return Ok(Ok(Some(bytes))),
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let unknown = |detail: String| model::Rejection {
+        reason: model::RejectReason::UnknownSchema,
+        detail,
+    };
+    let Some(schemas) = schemas else {
+        return Ok(Err(unknown(format!(
+            "value is framed with schema id {id} but no [schema_registry] url is configured"
+        ))));
+    };
+    let schema = match schemas.schema(id).await? {
+        Lookup::Json(schema) => schema,
+        Lookup::Unknown => {
+            return Ok(Err(unknown(format!(
+                "schema id {id} is not in the registry"
+            ))));
+        }
+        Lookup::OtherType(kind) => {
+            return Ok(Err(unknown(format!(
+                "schema id {id} is a {kind} schema, not JSON Schema"
+            ))));
+        }
+    };
+    // Not JSON at all: validation names it (`not_json`) below.
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Ok(Ok(Some(payload)));
+    };
+    Ok(match schema.check(&json) {
+        Ok(()) => Ok(Some(payload)),
+        Err(detail) => Err(model::Rejection {
+            reason: model::RejectReason::SchemaViolation,
+            detail: format!("schema id {id}: {detail}"),
+        }),
+    })
 }
 
 async fn join_commit(

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConfigError, Secret, check_at_least, check_file, check_host_ports, check_non_zero, check_range,
+    ConfigError, Secret, ValueFormat, check_at_least, check_file, check_host_ports, check_non_zero,
+    check_range,
 };
 
 /// Kafka record compression.
@@ -90,6 +91,10 @@ pub struct KafkaConfig {
     /// PEM file of the CA that signed the brokers' certificates (unset: public roots).
     /// Default none.
     pub tls_ca_file: Option<PathBuf>,
+    /// Format of produced values: "json" (the old stack's bytes) or "json_sr" (Confluent
+    /// JSON Schema framing, schema in `[schema_registry]`). Consumers read both whatever
+    /// this says. Default "json".
+    pub value_format: ValueFormat,
 }
 
 impl Default for KafkaConfig {
@@ -110,6 +115,7 @@ impl Default for KafkaConfig {
             sasl_password: None,
             sasl_password_file: None,
             tls_ca_file: None,
+            value_format: ValueFormat::Json,
         }
     }
 }

@@ -22,6 +22,10 @@
 //!
 //! Oversized records (larger than `kafka.max_message_bytes`, which the broker would refuse
 //! forever) go to the dead-letter topic, truncated, with reason `too_large` and stage `relay`.
+//!
+//! Value format (`kafka.value_format`): `json` produces the stored message as it is; `json_sr`
+//! registers the message schema at start (see [`crate::registry`]; a refusal stops the daemon)
+//! and prepends the 5-byte Confluent frame (magic byte, schema id) to the same bytes.
 
 pub(crate) mod config;
 
@@ -39,6 +43,7 @@ use crate::landing::Landing;
 use crate::lease::Elector;
 use crate::model;
 use crate::outbox::{Outbox, OutboxRow};
+use crate::registry::{self, ValueFormat};
 use crate::supervise::{Stage, StageContext, StageError};
 use crate::telemetry::Metrics;
 
@@ -77,7 +82,8 @@ pub struct RelayStage {
 }
 
 impl Stage for RelayStage {
-    type Running = Arc<rskafka::client::Client>;
+    /// The Kafka client, and the schema id values are framed with (`json_sr`).
+    type Running = (Arc<rskafka::client::Client>, Option<u32>);
 
     fn name(&self) -> &'static str {
         "relay"
@@ -85,10 +91,43 @@ impl Stage for RelayStage {
 
     async fn start(&self, _ctx: &StageContext) -> Result<Self::Running, StageError> {
         self.landing.ensure_migrated().await?;
-        Ok(Arc::new(kafka::connect(&self.config.kafka).await?))
+        let frame_id = match self.config.kafka.value_format {
+            ValueFormat::Json => None,
+            ValueFormat::JsonSr => {
+                let registered = registry::register_message_schema(
+                    &self.config,
+                    self.metrics.schema_registry_errors.clone(),
+                )
+                .await?;
+                tracing::info!(
+                    subject = %registered.subject,
+                    version = registered.version,
+                    id = registered.id,
+                    "message schema registered; values are framed (json_sr)"
+                );
+                self.metrics.schema_info.reset();
+                self.metrics
+                    .schema_info
+                    .with_label_values(&[
+                        registered.subject.as_str(),
+                        &registered.version.to_string(),
+                        &registered.id.to_string(),
+                    ])
+                    .set(1);
+                Some(registered.id)
+            }
+        };
+        Ok((
+            Arc::new(kafka::connect(&self.config.kafka).await?),
+            frame_id,
+        ))
     }
 
-    async fn run(&self, client: Self::Running, ctx: &StageContext) -> Result<(), StageError> {
+    async fn run(
+        &self,
+        (client, frame_id): Self::Running,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
         if test_hang_hook(self.name()) {
             ctx.set_ready();
             ctx.token.cancelled().await;
@@ -98,6 +137,7 @@ impl Stage for RelayStage {
             Arc::clone(&self.config),
             self.landing.clone(),
             client,
+            frame_id,
             self.metrics.clone(),
             ctx.token.clone(),
             &self.lease,
@@ -122,7 +162,8 @@ fn test_hang_hook(task: &str) -> bool {
 }
 
 /// The relay stage: relays while this daemon holds the relay lease, stands by while another
-/// daemon holds it, and stops relaying at once when the lease is lost.
+/// daemon holds it, and stops relaying at once when the lease is lost. `frame_id`: the schema
+/// id of `json_sr` framing (none: plain JSON).
 ///
 /// # Errors
 /// Retriable on Postgres or Kafka failures (rows stay in the outbox).
@@ -131,6 +172,7 @@ pub async fn run_relay(
     config: Arc<Config>,
     landing: Landing,
     client: Arc<rskafka::client::Client>,
+    frame_id: Option<u32>,
     metrics: Metrics,
     token: CancellationToken,
     lease: &Elector,
@@ -192,6 +234,7 @@ async fn relay_while_held(
         partitions,
         dlq_partitions,
         compression,
+        frame_id,
     };
     // Two rounds overlap: round N is produced (and then deleted from the outbox) while round
     // N+1 is read and encoded. Round N+1's read skips the seq range of round N, whose rows are
@@ -240,6 +283,8 @@ struct Relay<'a> {
     partitions: i32,
     dlq_partitions: i32,
     compression: rskafka::client::partition::Compression,
+    /// `json_sr`: the registered schema's id, prepended to every value.
+    frame_id: Option<u32>,
 }
 
 /// Outbox rows read and encoded, waiting to be produced.
@@ -299,7 +344,8 @@ impl Relay<'_> {
             observe_ms(&relay_wait, fetched_at_ms, now_ms);
             let key = id.into_bytes();
             let headers = model::message_headers(fetched_at_ms);
-            if value.len() + key.len() + 512 > k.max_message_bytes {
+            let framing = self.frame_id.map_or(0, |_| registry::FRAME_HEADER);
+            if value.len() + framing + key.len() + 512 > k.max_message_bytes {
                 let detail = format!(
                     "encoded message is {} bytes, kafka.max_message_bytes is {}",
                     value.len(),
@@ -325,6 +371,11 @@ impl Relay<'_> {
                 continue;
             }
             let partition = model::partition_for_key(&key, self.partitions);
+            // The stored bytes with the frame in front: never reparsed.
+            let value = match self.frame_id {
+                Some(id) => registry::frame(id, &value),
+                None => value,
+            };
             round
                 .by_partition
                 .entry(partition)

@@ -52,6 +52,9 @@ pub enum StageError {
     /// Kafka's group coordinator: membership, offset commits.
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
+    /// The schema registry: unreachable (retriable), or it refused our schema (fatal).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A record the relay cannot produce (a corrupted landed row): the row stays in the outbox.
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
@@ -85,6 +88,7 @@ impl StageError {
             Self::Cassandra(e) => e.is_retriable(),
             Self::Lease(e) => e.is_retriable(),
             Self::Group(e) => e.is_retriable(),
+            Self::Registry(e) => e.is_retriable(),
             Self::Relay(_) => false,
             Self::Disconnected(_) | Self::Panicked(_) => true,
             #[cfg(test)]
@@ -99,7 +103,7 @@ impl StageError {
             Self::Postgres(_) | Self::Lease(_) => Some(Service::Postgres),
             Self::Kafka(_) | Self::Group(_) => Some(Service::Kafka),
             Self::Cassandra(_) => Some(Service::Cassandra),
-            Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
+            Self::Registry(_) | Self::Relay(_) | Self::Disconnected(_) | Self::Panicked(_) => None,
             #[cfg(test)]
             Self::Test { service, .. } => *service,
         }

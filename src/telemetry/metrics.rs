@@ -38,6 +38,10 @@ pub struct Metrics {
     pub batch_duration: HistogramVec,
     /// Per-record latency budget, by stage (see [`STAGES`]): the parts of the end-to-end time.
     pub stage_latency: HistogramVec,
+    /// Failed schema registry requests, by operation (`register`, `lookup`).
+    pub schema_registry_errors: IntCounterVec,
+    /// 1 for the value schema the relay registered: subject, version, id.
+    pub schema_info: IntGaugeVec,
     /// The last dead letters with scrubbed previews, for the status page (not exported to
     /// Prometheus: it is a bounded log, not a metric). Recorded next to `dead_letters`.
     pub recent_dead_letters: std::sync::Arc<super::status::RecentDeadLetters>,
@@ -185,6 +189,16 @@ impl Metrics {
                 &["stage"],
             )
             .expect("valid metric"),
+            schema_registry_errors: counter(
+                "pipeline_schema_registry_errors_total",
+                "Schema registry requests that failed (unreachable, refused, bad answer), by operation.",
+                &["op"],
+            ),
+            schema_info: gauge(
+                "pipeline_schema_info",
+                "The value schema the relay registered and frames records with; value is always 1.",
+                &["subject", "version", "id"],
+            ),
             recent_dead_letters: std::sync::Arc::default(),
             heartbeats: std::sync::Arc::default(),
             lease_held: gauge(
@@ -224,12 +238,17 @@ impl Metrics {
             Box::new(metrics.lease_held.clone()),
             Box::new(metrics.lease_takeovers.clone()),
             Box::new(metrics.lease_lost.clone()),
+            Box::new(metrics.schema_registry_errors.clone()),
+            Box::new(metrics.schema_info.clone()),
         ];
         for c in collectors.into_iter().chain(metrics.group.collectors()) {
             metrics.registry.register(c).expect("unique metric names");
         }
         for stage in STAGES {
             metrics.stage_latency.with_label_values(&[stage]);
+        }
+        for op in ["register", "lookup"] {
+            metrics.schema_registry_errors.with_label_values(&[op]);
         }
         for reason in crate::model::RejectReason::ALL {
             metrics.dead_letters.with_label_values(&[reason.as_str()]);

@@ -14,6 +14,7 @@ mod hostile;
 mod ingest;
 mod notify;
 mod replay;
+mod registry;
 mod secure;
 mod services;
 mod status;

@@ -438,6 +438,8 @@ pub struct StatusBoard {
     samples: Mutex<Samples>,
     outbox: Mutex<OutboxProbe>,
     services: Mutex<BTreeMap<&'static str, ServiceStatus>>,
+    /// `schema_registry.url` when set (the registry is then listed among the services).
+    schema_registry_url: Option<String>,
 }
 
 impl std::fmt::Debug for StatusBoard {
@@ -515,7 +517,54 @@ impl StatusBoard {
             samples: Mutex::new(Samples::new()),
             outbox: Mutex::new(OutboxProbe::default()),
             services: Mutex::new(services),
+            schema_registry_url: config
+                .schema_registry
+                .enabled()
+                .then(|| config.schema_registry.url.clone()),
         }
+    }
+
+    /// The services, the schema registry's line made from its metrics (subject, version
+    /// and id the relay registered; failed requests).
+    fn services_now(&self) -> Vec<ServiceStatus> {
+        let mut services: Vec<ServiceStatus> = lock(&self.services).values().cloned().collect();
+        if let Some(url) = &self.schema_registry_url {
+            let errors: u64 = ["register", "lookup"]
+                .iter()
+                .map(|op| {
+                    self.metrics
+                        .schema_registry_errors
+                        .with_label_values(&[op])
+                        .get()
+                })
+                .sum();
+            let registered = prometheus::core::Collector::collect(&self.metrics.schema_info)
+                .iter()
+                .flat_map(|family| family.get_metric().iter())
+                .find(|m| m.get_gauge().get_value() == 1.0)
+                .map(|m| {
+                    let label = |name: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == name)
+                            .map_or("?", |l| l.value())
+                            .to_string()
+                    };
+                    format!(
+                        "subject {} version {} id {}",
+                        label("subject"),
+                        label("version"),
+                        label("id")
+                    )
+                })
+                .unwrap_or_else(|| "no schema registered by this daemon".into());
+            services.push(ServiceStatus {
+                name: "schema_registry".into(),
+                version: None,
+                detail: format!("{url}: {registered}; {errors} failed requests"),
+            });
+        }
+        services
     }
 
     /// Records a service's version (learnt by whichever stage connects to it).
@@ -777,7 +826,7 @@ impl StatusBoard {
                 by_reason,
                 recent: self.metrics.recent_dead_letters.snapshot(),
             },
-            services: lock(&self.services).values().cloned().collect(),
+            services: self.services_now(),
             leases: self
                 .metrics
                 .leases
