@@ -222,8 +222,16 @@ fn replay_command(cli: &Cli, args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
             };
             let moved = rt
                 .block_on(async {
-                    let offsets = replay::kafka::CassandraOffsets::connect(&config).await?;
-                    replay::kafka::replay_kafka(&config, &offsets, &opts).await
+                    match config.consumer.assignment {
+                        pipeline::config::Assignment::Group => {
+                            let offsets = replay::kafka::GroupOffsets::connect(&config).await?;
+                            replay::kafka::replay_kafka(&config, &offsets, &opts).await
+                        }
+                        pipeline::config::Assignment::Static => {
+                            let offsets = replay::kafka::CassandraOffsets::connect(&config).await?;
+                            replay::kafka::replay_kafka(&config, &offsets, &opts).await
+                        }
+                    }
                 })
                 .map_err(fail)?;
             println!(

@@ -561,7 +561,11 @@ async fn write_loop<S: RowSink>(
                 .unwrap_or_else(|| record.timestamp.timestamp_millis());
             let checked =
                 match unframe_and_check(deps.schemas.as_deref(), record.value.as_deref()).await? {
-                    Ok(payload) => config.dlq.check_record(record.key.as_deref(), payload, fetched_at_ms),
+                    Ok(payload) => {
+                        config
+                            .dlq
+                            .check_record(record.key.as_deref(), payload, fetched_at_ms)
+                    }
                     Err(model::Rejection { reason, detail }) => Err((reason.as_str(), detail)),
                 };
             match checked {

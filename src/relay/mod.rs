@@ -194,6 +194,7 @@ pub async fn run_relay(
             Arc::clone(&config),
             landing.clone(),
             Arc::clone(&client),
+            frame_id,
             metrics.clone(),
             token.clone(),
         );
@@ -210,6 +211,7 @@ async fn relay_while_held(
     config: Arc<Config>,
     landing: Landing,
     client: Arc<rskafka::client::Client>,
+    frame_id: Option<u32>,
     metrics: Metrics,
     token: CancellationToken,
 ) -> Result<(), StageError> {

@@ -3,9 +3,10 @@
 //!
 //! The target of each partition comes from the broker (ListOffsets: by timestamp, earliest
 //! or latest) or is an explicit offset checked against the partition's range. The offsets
-//! live behind [`CommittedOffsets`]: today the Cassandra offsets table the consumers read at
-//! start ([`CassandraOffsets`]); a Kafka consumer group's committed offsets implement the
-//! same two calls.
+//! live behind [`CommittedOffsets`]: with `consumer.assignment = "group"` (the default) the
+//! consumer group's committed offsets, which the consumers start from, and the Cassandra
+//! offsets table beside them ([`GroupOffsets`]); with `"static"` the Cassandra table alone
+//! ([`CassandraOffsets`]).
 //!
 //! A running consumer keeps its position in memory and overwrites the stored offset with
 //! its next commit, so the command refuses while daemons of this deployment are connected
@@ -13,6 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
@@ -74,6 +77,71 @@ impl CommittedOffsets for CassandraOffsets {
 
     async fn write(&self, topic: &str, partition: i32, next: i64) -> Result<(), ReplayError> {
         Ok(self.sink.store_offset(topic, partition, next).await?)
+    }
+}
+
+/// A consumer group's committed offsets (what its members start from), with the Cassandra
+/// table kept equal beside them (what a group without offsets starts from).
+///
+/// Kafka accepts a commit from outside the group (no member id, generation -1) only while the
+/// group has no members: with daemons consuming, [`CommittedOffsets::write`] fails with the
+/// coordinator's refusal, `--force` or not.
+pub struct GroupOffsets {
+    client: Arc<rskafka::client::Client>,
+    group: String,
+    request_timeout: Duration,
+    cassandra: CassandraOffsets,
+}
+
+impl GroupOffsets {
+    /// Connects to Kafka and Cassandra as the consumers do.
+    ///
+    /// # Errors
+    /// [`ReplayError`] when Kafka or Cassandra cannot be reached.
+    pub async fn connect(config: &Config) -> Result<Self, ReplayError> {
+        Ok(Self {
+            client: Arc::new(kafka::connect(&config.kafka).await?),
+            group: config.consumer.group.clone(),
+            request_timeout: config.kafka.request_timeout,
+            cassandra: CassandraOffsets::connect(config).await?,
+        })
+    }
+}
+
+impl CommittedOffsets for GroupOffsets {
+    fn describe(&self) -> String {
+        format!(
+            "consumer group {} (and {})",
+            self.group,
+            self.cassandra.describe()
+        )
+    }
+
+    async fn read(&self, topic: &str, partition: i32) -> Result<Option<i64>, ReplayError> {
+        let committed = crate::group::fetch_committed(
+            Arc::clone(&self.client),
+            &self.group,
+            topic,
+            self.request_timeout,
+        )
+        .await?;
+        match committed.get(&partition) {
+            Some(next) => Ok(Some(*next)),
+            // The group has none: its members start from Cassandra's.
+            None => self.cassandra.read(topic, partition).await,
+        }
+    }
+
+    async fn write(&self, topic: &str, partition: i32, next: i64) -> Result<(), ReplayError> {
+        crate::group::commit_admin(
+            Arc::clone(&self.client),
+            &self.group,
+            topic,
+            &BTreeMap::from([(partition, next)]),
+            self.request_timeout,
+        )
+        .await?;
+        self.cassandra.write(topic, partition, next).await
     }
 }
 

@@ -39,6 +39,10 @@ pub enum ReplayError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The consumer group's coordinator refused or did not answer (offsets of a group with
+    /// active members cannot be moved from outside it).
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
     /// Nothing drains the outbox: a landing replay would only fill it.
     #[error(
         "no relay holds the outbox lock of this database: start the daemon (`pipeline run`), \
@@ -86,6 +90,7 @@ impl ReplayError {
             Self::Postgres(e) if e.is_retriable() => Exit::Unavailable,
             Self::Kafka(e) if e.is_retriable() => Exit::Unavailable,
             Self::Sink(e) if e.is_retriable() => Exit::Unavailable,
+            Self::Group(e) if e.is_retriable() => Exit::Unavailable,
             _ => Exit::Failure,
         }
     }
