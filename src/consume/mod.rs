@@ -105,7 +105,7 @@ impl Progress {
         self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn update_group(&self, f: impl FnOnce(&mut GroupView)) {
+    pub(crate) fn update_group(&self, f: impl FnOnce(&mut GroupView)) {
         let mut g = self.group.lock().unwrap_or_else(|e| e.into_inner());
         f(g.get_or_insert_with(GroupView::default));
     }

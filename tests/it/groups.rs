@@ -398,7 +398,28 @@ async fn a_paused_member_is_fenced_and_moves_no_offset() {
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // A burst just before the pause: the zombie's writers are busy and its fetch→write
+    // channels hold batches when it stops, so it has commits to make when it resumes.
+    let burst = {
+        let (client, topic) = (Arc::clone(&client), s.topic.clone());
+        tokio::spawn(async move { produce(&client, &topic, 100_000, 130_000).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lag = zombie
+            .get("/api/status")
+            .await
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["kafka"]["lag_records"].as_i64())
+            .unwrap_or_default();
+        if lag >= 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the zombie never had a backlog");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     zombie.signal("STOP");
+    want.extend(burst.await.expect("burst"));
     let paused = Instant::now();
     // The other member takes everything once the zombie's session expires.
     let deadline = Instant::now() + SESSION + Duration::from_secs(20);

@@ -1122,6 +1122,36 @@ mod tests {
     }
 
     #[test]
+    fn group_membership_is_shown() {
+        let b = board();
+        let s = b.status();
+        assert_eq!(s.kafka.group, None, "static assignment: no group");
+        assert!(
+            !serde_json::to_string(&s.kafka)
+                .expect("json")
+                .contains("\"group\"")
+        );
+        b.progress.update_group(|g| {
+            g.group = "pipeline".into();
+            g.member_id = "pipeline-1234".into();
+            g.generation = 7;
+            g.leader = true;
+            g.partitions = vec![1, 4];
+        });
+        let s = b.status();
+        let g = s.kafka.group.clone().expect("group");
+        assert_eq!((g.generation, g.partitions.clone()), (7, vec![1, 4]));
+        let text = super::client::render_text(&s, 10, 0);
+        assert!(
+            text.contains("member pipeline-1234 generation 7 (leader) partitions [1, 4]"),
+            "{text}"
+        );
+        let back: Status =
+            serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("parse");
+        assert_eq!(back.kafka.group, Some(g));
+    }
+
+    #[test]
     fn config_is_shown_without_secrets() {
         let mut config = Config::default();
         config.postgres.password = Some(crate::config::Secret::new("pg-secret-771"));
