@@ -467,3 +467,81 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay_args(args: &[&str]) -> ReplayArgs {
+        let mut argv = vec!["pipeline", "replay"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Replay(args) => args,
+            _ => panic!("not replay"),
+        }
+    }
+
+    #[test]
+    fn replay_flags_belong_to_their_source() {
+        assert_eq!(
+            replay_flag_misuse(&replay_args(&["--from", "landing"])),
+            None
+        );
+        let kafka = replay_args(&[
+            "--from",
+            "kafka",
+            "--to-offset",
+            "earliest",
+            "--partitions",
+            "0,2",
+        ]);
+        assert_eq!(replay_flag_misuse(&kafka), None);
+        assert_eq!(kafka.partitions, vec![0, 2]);
+        assert!(replay_flag_misuse(&replay_args(&["--from", "kafka"])).is_some());
+        assert!(
+            replay_flag_misuse(&replay_args(&[
+                "--from",
+                "kafka",
+                "--to-offset",
+                "1",
+                "--seed",
+                "s"
+            ]))
+            .is_some()
+        );
+        assert!(
+            replay_flag_misuse(&replay_args(&[
+                "--from",
+                "landing",
+                "--to-offset",
+                "latest"
+            ]))
+            .is_some()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "pipeline",
+                "replay",
+                "--from",
+                "kafka",
+                "--to-offset",
+                "1",
+                "--to-time",
+                "2026-12-06T18:00:00Z"
+            ])
+            .is_err(),
+            "one target"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "pipeline",
+                "replay",
+                "--from",
+                "landing",
+                "--max-outbox-rows",
+                "0"
+            ])
+            .is_err()
+        );
+    }
+}

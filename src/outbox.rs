@@ -107,7 +107,8 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Rows landed by a version that did not store the message: built from
+    /// Rows landed by a version that did not store the message, and rows queued by
+    /// `pipeline replay --from landing` (`crate::replay::landing`): built from
     /// `users_landed.raw`.
     async fn legacy_rows(&self, seqs: &[i64]) -> Result<Vec<OutboxRow>, StageError> {
         let rows = sqlx::query(
