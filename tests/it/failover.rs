@@ -490,7 +490,10 @@ async fn a_terminated_lease_session_steps_the_holder_down_and_the_lease_moves_wi
         metric_of(&a, "pipeline_lease_lost_total{lease=\"relay\"}").await,
         1.0
     );
-    assert!(down < moved, "stepped down after the takeover");
+    // No order is asserted here: an ended session frees the lock in the same instant the
+    // holder's socket tells it (a standby's try may land in between; the sampler checks that
+    // both never show as holders). The order is guaranteed for a silent holder (network cut).
+    assert!(down < TAKEOVER_BOUND, "step-down took {down:?}");
     assert!(moved < TAKEOVER_BOUND, "takeover took {moved:?}");
     // The holder's daemon stays up and ready (no restart needed).
     assert_eq!(a.get("/readyz").await.map(|r| r.0), Some(200));
