@@ -150,7 +150,7 @@ async fn lease_state(daemon: &Daemon, lease: &str) -> (bool, i64, Option<i64>) {
 
 /// From `event_ms` to `at_ms` (both this host's clock: the daemon's own timestamps).
 fn after(event_ms: i64, at_ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(at_ms - event_ms).expect("after the event"))
+    Duration::from_millis(u64::try_from(at_ms - event_ms).unwrap_or(0))
 }
 
 /// Waits until `daemon` holds `lease`; returns when it took it, by its own clock, after
@@ -456,12 +456,16 @@ async fn a_terminated_lease_session_steps_the_holder_down_and_the_lease_moves_wi
     let pid = holder_pid(&run.pool, pipeline::lease::RELAY_LOCK_KEY)
         .await
         .expect("a relay lease session");
-    let terminated = now_ms();
-    let ok: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .fetch_one(&run.pool)
-        .await
-        .expect("pg_terminate_backend");
+    // The server's clock (this host's) right after it signalled the backend: the test's own
+    // query may wait on a busy box, the termination does not.
+    let (ok, terminated): (bool, i64) = sqlx::query_as(
+        "SELECT pg_terminate_backend($1), \
+                (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+    )
+    .bind(pid)
+    .fetch_one(&run.pool)
+    .await
+    .expect("pg_terminate_backend");
     assert!(ok, "terminated the relay lease session {pid}");
     let down = lost_after(&a, "relay", terminated).await;
     // Either daemon may take it: A tries again at once, B at its next check.
