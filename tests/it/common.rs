@@ -618,3 +618,79 @@ impl Proxy {
         }
     }
 }
+
+/// A TCP proxy that takes a service down the way a stopped server is down: the listening
+/// socket closes (new connections are refused), every open connection is cut; `reopen`
+/// listens on the same port again. Unlike [`Proxy::down`], which accepts and drops, a
+/// reachability probe sees the difference.
+pub struct Outage {
+    pub port: u16,
+    upstream: String,
+    serving: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Outage {
+    pub async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let serving = Self::serve(listener, upstream.clone(), Arc::clone(&cut));
+        Self {
+            port,
+            upstream,
+            serving: std::sync::Mutex::new(Some(serving)),
+            cut,
+        }
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        upstream: String,
+        cut: Arc<tokio::sync::Notify>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let cut = Arc::clone(&cut);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cut.notified() => {}
+                    }
+                });
+            }
+        })
+    }
+
+    /// Stops listening and cuts every connection.
+    pub fn down(&self) {
+        if let Some(serving) = self.serving.lock().expect("lock").take() {
+            serving.abort();
+        }
+        self.cut.notify_waiters();
+    }
+
+    /// Listens on the same port again (retried briefly while the aborted listener closes).
+    pub async fn reopen(&self) {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(listener) => break listener,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("rebind {addr}: {e}"),
+            }
+        };
+        let serving = Self::serve(listener, self.upstream.clone(), Arc::clone(&self.cut));
+        *self.serving.lock().expect("lock") = Some(serving);
+    }
+}
