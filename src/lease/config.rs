@@ -11,13 +11,13 @@ use crate::config::{ConfigError, check_range};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseConfig {
-    /// How often the holder checks its lease session (the check is a `pg_sleep` of this long
-    /// held open on the session, so a terminated session is seen at once) and how often a
-    /// standby tries to take the lease, 100ms..=10s. Default "1s".
+    /// How often a standby tries to take the lease; the holder checks its lease session twice
+    /// as often (a `pg_sleep` of half this held open on the session, so a terminated session
+    /// is seen at once), 100ms..=10s. Default "1s".
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
-    /// How long past `check_interval` the holder waits for its check before it steps down
-    /// (stops the stage's work), 100ms..=10s. Default "1s".
+    /// How long past the end of its check's sleep the holder waits for the answer before it
+    /// steps down (stops the stage's work), 100ms..=10s. Default "1s".
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Server-side detection of a holder that went silent (network cut, frozen process): the

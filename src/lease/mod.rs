@@ -120,6 +120,8 @@ pub struct LeaseSnapshot {
     pub held: bool,
     /// Unix ms since when it is held, or since when this daemon stands by (or lost it).
     pub since_ms: i64,
+    /// Unix ms when this daemon last lost it (stepped down), if it ever did.
+    pub lost_at_ms: Option<i64>,
 }
 
 /// The leases of this daemon, as the status page shows them (one entry per lease name:
@@ -133,16 +135,25 @@ impl LeaseBoard {
     /// Records whether lease `name` is held now (the time is kept from the last change).
     pub(crate) fn set(&self, name: &'static str, held: bool) {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        let unchanged = leases.get(name).is_some_and(|l| l.held == held);
-        if !unchanged {
-            leases.insert(
-                name,
-                LeaseSnapshot {
-                    name,
-                    held,
-                    since_ms: chrono::Utc::now().timestamp_millis(),
-                },
-            );
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let lease = leases.entry(name).or_insert(LeaseSnapshot {
+            name,
+            held: !held,
+            since_ms: now_ms,
+            lost_at_ms: None,
+        });
+        if lease.held != held {
+            lease.held = held;
+            lease.since_ms = now_ms;
+        }
+    }
+
+    /// Records that lease `name` was lost now.
+    pub(crate) fn lost(&self, name: &'static str) {
+        self.set(name, false);
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lease) = leases.get_mut(name) {
+            lease.lost_at_ms = Some(lease.since_ms);
         }
     }
 
@@ -409,7 +420,7 @@ async fn keep(
     lost.cancel();
     metrics.lease_held.with_label_values(&[name]).set(0);
     metrics.lease_lost.with_label_values(&[name]).inc();
-    metrics.leases.set(name, false);
+    metrics.leases.lost(name);
     contested.store(true, Ordering::SeqCst);
     tracing::warn!(lease = name, %reason, "lost the lease; stepping down");
     drop(conn);
@@ -445,5 +456,10 @@ mod tests {
         let now = board.snapshot();
         assert_eq!(now.len(), 2);
         assert!(!now[0].held && now[0].since_ms >= first[0].since_ms);
+        assert_eq!(now[0].lost_at_ms, None, "released, not lost");
+        board.set("relay", true);
+        board.lost("relay");
+        let lost = &board.snapshot()[0];
+        assert!(!lost.held && lost.lost_at_ms == Some(lost.since_ms));
     }
 }

@@ -260,6 +260,8 @@ pub struct LeaseStatus {
     pub takeovers: u64,
     /// `pipeline_lease_lost_total` of the lease.
     pub lost: u64,
+    /// Unix ms when this daemon last lost it (stepped down); null if it never did.
+    pub lost_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -842,6 +844,7 @@ impl StatusBoard {
                         .with_label_values(&[l.name])
                         .get(),
                     lost: self.metrics.lease_lost.with_label_values(&[l.name]).get(),
+                    lost_at_ms: l.lost_at_ms,
                 })
                 .collect(),
             config: self.config_json.clone(),
