@@ -695,3 +695,9 @@ impl Outage {
         *self.serving.lock().expect("lock") = Some(serving);
     }
 }
+
+/// Held for their whole run by the tests that pause a shared service (`scripts/stack
+/// stop-signal postgres STOP`) and by those that time a recovery against a bound: tests run two
+/// at a time, and a paused Postgres under a timed recovery would fail it for the wrong reason.
+pub static SHARED_SERVICES: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+    std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
