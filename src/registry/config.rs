@@ -142,6 +142,28 @@ mod tests {
     }
 
     #[test]
+    fn the_password_is_read_from_its_file_and_never_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret-registry-pw\n").expect("write");
+        let config = load(&format!(
+            "[schema_registry]\nurl = \"https://sr.example:8081\"\nusername = \"u\"\n\
+             password_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .expect("valid");
+        let password = config.schema_registry.password.as_ref().expect("read");
+        assert_eq!(password.expose(), "s3cret-registry-pw");
+        for shown in [
+            config.to_redacted_toml(),
+            format!("{config:?}"),
+            format!("{:?}", config.schema_registry),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         for (toml, key) in [
             (

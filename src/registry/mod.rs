@@ -497,6 +497,159 @@ impl JsonSchema {
     pub fn check(&self, instance: &Value) -> Result<(), String> {
         check(&self.0, instance, &mut String::new())
     }
+
+    /// Checks the JSON text `payload`, as [`JsonSchema::check`] would check it parsed; `None`
+    /// when it is not JSON. An object schema over an object is checked on the borrowed
+    /// top-level fields (strings, nulls and booleans are judged from their text; other values
+    /// are parsed one by one), so a flat message is not parsed into a tree first.
+    pub fn check_json(&self, payload: &[u8]) -> Option<Result<(), String>> {
+        if let Value::Object(rules) = &self.0
+            && rules
+                .keys()
+                .all(|k| FAST_OBJECT_KEYWORDS.contains(&k.as_str()))
+            && payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+            && let Ok(fields) = serde_json::from_slice::<
+                std::collections::BTreeMap<&str, &serde_json::value::RawValue>,
+            >(payload)
+        {
+            return Some(check_fields(rules, &fields));
+        }
+        let value: Value = serde_json::from_slice(payload).ok()?;
+        Some(self.check(&value))
+    }
+}
+
+/// Keywords of an object schema that the borrowed check handles itself.
+const FAST_OBJECT_KEYWORDS: [&str; 10] = [
+    "$schema",
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "examples",
+];
+
+/// Keywords of a field's schema that are judged from the field's text.
+const FAST_FIELD_KEYWORDS: [&str; 6] = [
+    "type",
+    "minLength",
+    "maxLength",
+    "title",
+    "description",
+    "examples",
+];
+
+/// [`check`] of an object schema over an object whose fields are borrowed JSON texts.
+fn check_fields(
+    rules: &serde_json::Map<String, Value>,
+    fields: &std::collections::BTreeMap<&str, &serde_json::value::RawValue>,
+) -> Result<(), String> {
+    let root = String::new();
+    if let Some(expected) = rules.get("type")
+        && !type_allowed(expected, "object")
+    {
+        return Err(format!(
+            "{}: expected {expected}, found object",
+            here(&root)
+        ));
+    }
+    if let Some(Value::Array(required)) = rules.get("required") {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !fields.contains_key(name) {
+                return Err(format!(
+                    "{}: required property `{name}` is missing",
+                    here(&root)
+                ));
+            }
+        }
+    }
+    let properties = rules.get("properties").and_then(Value::as_object);
+    let additional = rules.get("additionalProperties");
+    for (name, raw) in fields {
+        let sub = match properties.and_then(|p| p.get(*name)) {
+            Some(sub) => sub,
+            None => match additional {
+                Some(Value::Bool(false)) => {
+                    return Err(format!(
+                        "{}: property `{name}` is not allowed (additionalProperties: false)",
+                        here(&root)
+                    ));
+                }
+                Some(sub @ Value::Object(_)) => sub,
+                _ => continue,
+            },
+        };
+        let mut path = format!("/{name}");
+        check_field(sub, raw.get(), &mut path)?;
+    }
+    Ok(())
+}
+
+/// One field, from its JSON text: strings, nulls and booleans under the simple keywords are
+/// judged from the text; anything else is parsed and handed to [`check`].
+fn check_field(schema: &Value, text: &str, path: &mut String) -> Result<(), String> {
+    let simple = match schema {
+        Value::Object(rules) => rules
+            .keys()
+            .all(|k| FAST_FIELD_KEYWORDS.contains(&k.as_str())),
+        _ => false,
+    };
+    let kind = match text.as_bytes().first() {
+        Some(b'"') => "string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "boolean",
+        _ => "",
+    };
+    if !simple || kind.is_empty() {
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+        return check(schema, &value, path);
+    }
+    let Value::Object(rules) = schema else {
+        return Ok(());
+    };
+    if let Some(expected) = rules.get("type")
+        && !type_allowed(expected, kind)
+    {
+        return Err(format!(
+            "{}: expected {}, found {kind}",
+            here(path),
+            expected
+        ));
+    }
+    if kind == "string" && (rules.contains_key("minLength") || rules.contains_key("maxLength")) {
+        let inner = &text[1..text.len().saturating_sub(1)];
+        let chars = if inner.contains('\\') {
+            let decoded: String = serde_json::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+            decoded.chars().count()
+        } else {
+            inner.chars().count()
+        } as u64;
+        if let Some(min) = rules.get("minLength").and_then(Value::as_u64)
+            && chars < min
+        {
+            return Err(format!("{}: shorter than {min} characters", here(path)));
+        }
+        if let Some(max) = rules.get("maxLength").and_then(Value::as_u64)
+            && chars > max
+        {
+            return Err(format!("{}: longer than {max} characters", here(path)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `type` keyword allows a value of JSON type `actual` (not a number: numbers are
+/// always checked parsed).
+fn type_allowed(expected: &Value, actual: &str) -> bool {
+    match expected {
+        Value::String(t) => t == actual,
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).any(|t| t == actual),
+        _ => true,
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -680,6 +833,7 @@ mod tests {
                 schema
                     .check(&value)
                     .unwrap_or_else(|e| panic!("{value}: {e}"));
+                assert_eq!(schema.check_json(&bytes), Some(Ok(())), "{value}");
             }
         }
     }
@@ -729,6 +883,61 @@ mod tests {
             .check(&json!([1]))
             .expect_err("not an object");
         assert_eq!(got, "/: expected \"object\", found array");
+    }
+
+    #[test]
+    fn the_borrowed_check_agrees_with_the_parsed_one() {
+        let schemas = [
+            JsonSchema(message_schema()),
+            JsonSchema(json!({
+                "type": "object",
+                "properties": {"a": {"type": "string", "maxLength": 2}, "n": {"type": "integer"}},
+                "additionalProperties": {"type": ["string", "null"]},
+                "required": ["a"]
+            })),
+            JsonSchema(json!({"type": "object", "properties": {"a": {"enum": ["x"]}}})),
+        ];
+        let mut texts: Vec<String> = vec![
+            message(&[], &[]).to_string(),
+            message(&[("gender", Value::Null)], &["phone"]).to_string(),
+            message(&[("email", json!(12))], &[]).to_string(),
+            message(&[("email", json!(12.5))], &[]).to_string(),
+            message(&[("first_name", json!(""))], &[]).to_string(),
+            message(&[("first_name", json!("\\u00e9"))], &[]).to_string(),
+            message(&[("first_name", json!("é\"x"))], &[]).to_string(),
+            message(&[("nat", json!("FR"))], &[]).to_string(),
+            message(&[("gender", json!({"x": [1]}))], &[]).to_string(),
+            message(&[("gender", json!(true))], &[]).to_string(),
+            message(&[], &["username"]).to_string(),
+            r#"{"a": "xy", "n": 3, "z": null}"#.into(),
+            r#"{"a": "xyz"}"#.into(),
+            r#"{"a": "\u0078\u0079"}"#.into(),
+            r#"{"a": "x", "n": 1.5}"#.into(),
+            r#"{"a": "x", "z": 1}"#.into(),
+            r#"{"a": "x", "a": "y"}"#.into(),
+            r#"{"a\u0062": "x"}"#.into(),
+            r#"  {"a": "x"}"#.into(),
+            "[1, 2]".into(),
+            "\"text\"".into(),
+            "12".into(),
+            "null".into(),
+            "{not json".into(),
+            String::new(),
+        ];
+        texts.push(format!(r#"{{"a": "{}"}}"#, "x".repeat(3)));
+        for schema in &schemas {
+            for text in &texts {
+                let parsed = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .map(|v| schema.check(&v));
+                assert_eq!(
+                    schema.check_json(text.as_bytes()),
+                    parsed,
+                    "{text} against {}",
+                    schema.0
+                );
+            }
+        }
     }
 
     #[test]

@@ -287,7 +287,20 @@ async fn an_incompatible_schema_stops_the_daemon_and_a_compatible_one_is_version
         .set("PIPELINE_CONSUMER__ENABLED", "false");
     let subject = format!("{}-value", s.topic);
     preregister(&subject, &schema_without("picture")).await;
-    let prom = s.run_drained("registry_compat", Duration::from_secs(90));
+    // (Not --drain-and-exit: with source and consumer off it may end before the relay starts.)
+    let mut daemon = s.spawn(&["run"], &common::log_path("registry_compat"));
+    let prom = daemon
+        .wait_for("/metrics", Duration::from_secs(60), |status, body| {
+            status == 200 && body.contains("pipeline_schema_info{")
+        })
+        .await;
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.wait(Duration::from_secs(30)),
+        0,
+        "{}",
+        daemon.log_tail(30)
+    );
     let (_, versions) = http(
         reqwest::Method::GET,
         &format!("{base}/subjects/{subject}/versions"),
@@ -531,4 +544,72 @@ async fn an_unreachable_registry_is_waited_for_not_dead_lettered() {
     let rows = common::created_users(&s.keyspace, &["email"]).await;
     assert_eq!(rows.keys().cloned().collect::<BTreeSet<_>>(), keys);
     assert!(common::read_topic(&client, &s.dlq).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_json_format_is_unchanged() {
+    let (api, _stop) = common::start_emulator(EmulatorConfig::default()).await;
+    let mut s = common::Scenario::new("registry_plain", &api).await;
+    let client = common::kafka().await;
+    common::create_topic(&client, &s.topic, 3).await;
+    let (results, records) = (250, 500);
+    // A registry configured, json format: nothing is framed, nothing registered.
+    s.set("PIPELINE_SCHEMA_REGISTRY__URL", registry_url())
+        .set("PIPELINE_SOURCE__RESULTS", results.to_string())
+        .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
+        .set("PIPELINE_CONSUMER__ENABLED", "false");
+    let prom = s.run_drained("registry_plain", Duration::from_secs(180));
+    assert_eq!(common::metric(&prom, "pipeline_schema_info{"), 0.0);
+    let seed = s.env["PIPELINE_SOURCE__SEED"].clone();
+    let want: BTreeMap<String, Vec<u8>> = common::served_users(&seed, results, records)
+        .iter()
+        .map(|user| {
+            let id = pipeline::model::record_id(user);
+            let message = pipeline::model::encode_message(&id, user).expect("encode");
+            (id, message)
+        })
+        .collect();
+    let got: BTreeMap<String, Vec<u8>> = common::read_topic(&client, &s.topic)
+        .await
+        .into_iter()
+        .map(|(_, r)| {
+            let key = String::from_utf8(r.record.key.expect("key")).expect("utf8 key");
+            (key, r.record.value.expect("value"))
+        })
+        .collect();
+    assert_eq!(got.len(), records as usize);
+    assert!(
+        got == want,
+        "the values are model::encode_message's bytes, unframed"
+    );
+    let (status, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/subjects/{}-value/versions", registry_url(), s.topic),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "json registers no schema");
+
+    // A standard client (librdkafka) reads the same text.
+    let out = Command::new(registry_client())
+        .args(["read", &common::kafka_bootstrap(), "-", &s.topic])
+        .args([records.to_string(), "120".into()])
+        .output()
+        .expect("run scripts/registry-client read");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: BTreeMap<String, Vec<u8>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let line: Value = serde_json::from_str(l).expect("a JSON line");
+            (
+                line["key"].as_str().expect("key").to_string(),
+                line["value"].as_str().expect("text").as_bytes().to_vec(),
+            )
+        })
+        .collect();
+    assert!(theirs == want, "confluent-kafka reads the same bytes");
 }
