@@ -322,11 +322,17 @@ async fn three_daemons_survive_a_relay_kill_and_a_zombie_with_an_exact_table() {
         worst_gap.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    // A clean stop of the survivors: exit 0 each.
+    // Fenced one way or the other: a stale commit refused by the coordinator (counted), or its
+    // heartbeat answered UNKNOWN_MEMBER_ID first and it stopped its partitions uncommitted.
+    let log = std::fs::read_to_string(&zombie.log).unwrap_or_default();
+    let rejoined = log.contains("stopping the partitions to rejoin");
+    println!("zombie: fenced by a refused commit {refused}, rejoined after a heartbeat {rejoined}");
     assert!(
-        refused >= 1.0,
-        "the zombie's stale commit was refused and counted"
+        refused >= 1.0 || rejoined,
+        "the zombie noticed it was fenced; log:\n{}",
+        zombie.log_tail(30)
     );
+    // A clean stop of the survivors: exit 0 each.
     for d in &bc {
         d.signal("TERM");
     }
