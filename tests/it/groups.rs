@@ -115,7 +115,7 @@ async fn group_of(d: &common::Daemon) -> Option<(String, i64, Vec<i32>)> {
 
 /// Waits until `daemons` together own every partition exactly once, in one generation;
 /// returns each daemon's partitions.
-async fn wait_balanced(daemons: &[&common::Daemon], timeout: Duration) -> Vec<Vec<i32>> {
+pub(crate) async fn wait_balanced(daemons: &[&common::Daemon], timeout: Duration) -> Vec<Vec<i32>> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut views = Vec::new();
@@ -145,7 +145,7 @@ async fn wait_balanced(daemons: &[&common::Daemon], timeout: Duration) -> Vec<Ve
 }
 
 /// Polls the group's committed offsets until stopped; records any that moved backwards.
-fn watch_offsets(
+pub(crate) fn watch_offsets(
     client: Arc<Client>,
     group: String,
     topic: String,
@@ -353,7 +353,7 @@ async fn three_daemons_share_the_partitions_and_take_over_a_killed_one() {
 
 /// `scripts/kafka-consumer-groups --describe --group G`, when the wrapper and its jars are
 /// there (printed otherwise, not silently skipped: the Rust-side checks above still ran).
-fn describe_with_kafka_tools(group: &str) -> Option<String> {
+pub(crate) fn describe_with_kafka_tools(group: &str) -> Option<String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-consumer-groups");
     if !std::path::Path::new(script).exists() {
         println!("scripts/kafka-consumer-groups missing: --describe not checked");

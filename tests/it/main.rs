@@ -9,6 +9,7 @@ mod daemon;
 mod e2e;
 mod emulator;
 mod failover;
+mod fleet;
 mod groups;
 mod hostile;
 mod ingest;
