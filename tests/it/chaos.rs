@@ -593,23 +593,15 @@ async fn ready_within_2s_of_a_service_returning_after_a_long_outage() {
     })
     .await;
     let mut s = common::Scenario::new("outage", &api).await;
-    let pg = reqwest::Url::parse(&s.db_url).expect("url");
-    let postgres = common::Outage::start(format!(
-        "{}:{}",
-        pg.host_str().unwrap_or("127.0.0.1"),
-        pg.port().unwrap_or(5432)
-    ))
-    .await;
+    let postgres = common::Outage::start(common::postgres_addr(&s.db_url)).await;
     let cassandra = common::Outage::start(common::cassandra_contact()).await;
-    let mut via_proxy = pg.clone();
-    let _ = via_proxy.set_port(Some(postgres.port));
-    let _ = via_proxy.set_password(None);
+    let via_proxy = common::postgres_url_via(&s.db_url, postgres.port);
     let (results, records) = (100_u32, 50_000_u32);
     // 1,000 users/s: the ingest outlasts the first outage and runs into the second.
     s.set("PIPELINE_SOURCE__RESULTS", results.to_string())
         .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
         .set("PIPELINE_SOURCE__REQUESTS_PER_SECOND", "10")
-        .set("PIPELINE_POSTGRES__URL", via_proxy.to_string())
+        .set("PIPELINE_POSTGRES__URL", via_proxy.clone())
         .set("PIPELINE_POSTGRES__CONNECT_TIMEOUT", "1s")
         .set(
             "PIPELINE_CASSANDRA__CONTACT_POINTS",

@@ -701,3 +701,22 @@ impl Outage {
 /// at a time, and a paused Postgres under a timed recovery would fail it for the wrong reason.
 pub static SHARED_SERVICES: std::sync::LazyLock<tokio::sync::Mutex<()>> =
     std::sync::LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+/// A scenario database's Postgres as `host:port` (the upstream of a proxy).
+pub fn postgres_addr(db_url: &str) -> String {
+    let url = reqwest::Url::parse(db_url).expect("database url");
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    )
+}
+
+/// `db_url` pointed at a proxy on `port`, without its password (the scenario passes the
+/// password separately).
+pub fn postgres_url_via(db_url: &str, port: u16) -> String {
+    let mut url = reqwest::Url::parse(db_url).expect("database url");
+    let _ = url.set_port(Some(port));
+    let _ = url.set_password(None);
+    url.to_string()
+}

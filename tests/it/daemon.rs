@@ -237,18 +237,10 @@ fn help_and_version() {
 async fn metrics_readiness_flip_and_sigterm() {
     common::require_stack();
     let mut s = common::Scenario::new("daemon_ready", "http://127.0.0.1:9/api/").await;
-    let pg = reqwest::Url::parse(&s.db_url).expect("url");
-    let proxy = common::Proxy::start(format!(
-        "{}:{}",
-        pg.host_str().unwrap_or("127.0.0.1"),
-        pg.port().unwrap_or(5432)
-    ))
-    .await;
-    let mut via_proxy = pg.clone();
-    let _ = via_proxy.set_port(Some(proxy.port));
-    let _ = via_proxy.set_password(None);
+    let proxy = common::Proxy::start(common::postgres_addr(&s.db_url)).await;
+    let via_proxy = common::postgres_url_via(&s.db_url, proxy.port);
     s.set("PIPELINE_SOURCE__ENABLED", "false")
-        .set("PIPELINE_POSTGRES__URL", via_proxy.to_string())
+        .set("PIPELINE_POSTGRES__URL", via_proxy.clone())
         .set("PIPELINE_POSTGRES__CONNECT_TIMEOUT", "1s")
         .set("PIPELINE_RUNTIME__SHUTDOWN_DEADLINE", "10s");
     let mut daemon = s.spawn(&["run"], &common::log_path("daemon_ready"));

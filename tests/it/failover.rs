@@ -514,21 +514,13 @@ async fn a_terminated_lease_session_steps_the_holder_down_and_the_lease_moves_wi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_cut_to_postgres_moves_the_leases_within_5s_after_the_holder_stepped_down() {
     let run = Run::new("fo_cut").await;
-    let pg = reqwest::Url::parse(&run.scenario.db_url).expect("url");
-    let proxy = common::Proxy::start(format!(
-        "{}:{}",
-        pg.host_str().unwrap_or("127.0.0.1"),
-        pg.port().unwrap_or(5432)
-    ))
-    .await;
-    let mut via_proxy = pg.clone();
-    let _ = via_proxy.set_port(Some(proxy.port));
-    let _ = via_proxy.set_password(None);
+    let proxy = common::Proxy::start(common::postgres_addr(&run.scenario.db_url)).await;
+    let via_proxy = common::postgres_url_via(&run.scenario.db_url, proxy.port);
     let (mut a, b) = run
         .start_pair(
             "fo_cut",
             &[
-                ("PIPELINE_POSTGRES__URL", via_proxy.to_string()),
+                ("PIPELINE_POSTGRES__URL", via_proxy.clone()),
                 ("PIPELINE_POSTGRES__CONNECT_TIMEOUT", "2s".to_string()),
             ],
         )
