@@ -682,10 +682,13 @@ async fn unframe_and_check<'a>(
             ))));
         }
     };
-    // Not JSON at all (`None`): validation names it (`not_json`) below.
-    Ok(match schema.check_json(payload) {
-        None | Some(Ok(())) => Ok(Some(payload)),
-        Some(Err(detail)) => Err(model::Rejection {
+    // Not JSON at all: validation names it (`not_json`) below.
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Ok(Ok(Some(payload)));
+    };
+    Ok(match schema.check(&json) {
+        Ok(()) => Ok(Some(payload)),
+        Err(detail) => Err(model::Rejection {
             reason: model::RejectReason::SchemaViolation,
             detail: format!("schema id {id}: {detail}"),
         }),
