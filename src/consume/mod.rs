@@ -646,12 +646,13 @@ async fn write_loop<S: RowSink>(
 /// id) accepts it.
 ///
 /// # Errors
-/// Outer: the registry could not answer (the stage restarts; nothing is dead-lettered).
+/// Outer: the registry could not answer (the consumer restarts, `dlq redrive` stops; nothing
+/// is dead-lettered).
 /// Inner: the record's dead-letter reason (`unknown_schema`, `schema_violation`).
-async fn unframe_and_check<'a>(
+pub(crate) async fn unframe_and_check<'a>(
     schemas: Option<&SchemaRegistry>,
     value: Option<&'a [u8]>,
-) -> Result<Result<Option<&'a [u8]>, model::Rejection>, StageError> {
+) -> Result<Result<Option<&'a [u8]>, model::Rejection>, crate::registry::RegistryError> {
     let Some(bytes) = value else {
         return Ok(Ok(None));
     };

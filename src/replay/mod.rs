@@ -43,6 +43,9 @@ pub enum ReplayError {
     /// active members cannot be moved from outside it).
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
+    /// The schema registry did not answer (framed letters need their schema).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// Nothing drains the outbox: a landing replay would only fill it.
     #[error(
         "no relay holds the outbox lock of this database: start the daemon (`pipeline run`), \
@@ -91,6 +94,7 @@ impl ReplayError {
             Self::Kafka(e) if e.is_retriable() => Exit::Unavailable,
             Self::Sink(e) if e.is_retriable() => Exit::Unavailable,
             Self::Group(e) if e.is_retriable() => Exit::Unavailable,
+            Self::Registry(e) if e.is_retriable() => Exit::Unavailable,
             _ => Exit::Failure,
         }
     }

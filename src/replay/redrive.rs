@@ -129,6 +129,14 @@ pub async fn redrive(
         landing::migrate(&pool).await?;
     }
     let client = kafka::connect(k).await?;
+    let schemas = if config.schema_registry.enabled() {
+        Some(crate::registry::SchemaRegistry::new(
+            &config.schema_registry,
+            crate::telemetry::Metrics::new().schema_registry_errors,
+        )?)
+    } else {
+        None
+    };
     let topics = kafka::deadline("list topics", k.request_timeout, client.list_topics()).await?;
     let partitions: Vec<i32> = topics
         .iter()
@@ -198,11 +206,22 @@ pub async fn redrive(
                 let fetched_at_ms = model::fetched_at_header(&record.headers)
                     .unwrap_or_else(|| record.timestamp.timestamp_millis());
                 let counts = summary.by_reason.entry(reason).or_default();
-                match config.dlq.check_record(
-                    record.key.as_deref(),
+                // A `json_sr` letter is checked as the consumer checks it: its schema, then
+                // the rules.
+                let checked = match crate::consume::unframe_and_check(
+                    schemas.as_ref(),
                     record.value.as_deref(),
-                    fetched_at_ms,
-                ) {
+                )
+                .await?
+                {
+                    Ok(payload) => {
+                        config
+                            .dlq
+                            .check_record(record.key.as_deref(), payload, fetched_at_ms)
+                    }
+                    Err(rejection) => Err((rejection.reason.as_str(), rejection.detail)),
+                };
+                match checked {
                     Ok(row) => {
                         counts.redriven += 1;
                         rows.push(row);

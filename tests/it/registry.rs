@@ -613,3 +613,91 @@ async fn the_default_json_format_is_unchanged() {
         .collect();
     assert!(theirs == want, "confluent-kafka reads the same bytes");
 }
+
+/// `pipeline dlq redrive` reads `json_sr` letters as the consumer does: the framed letters a
+/// bad rule rejected land once the rule is gone, a letter whose schema id is unknown stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_redrive_checks_framed_letters_against_their_schema() {
+    let mut s = common::Scenario::new("registry_redrive", "http://127.0.0.1:9/api/").await;
+    s.set("PIPELINE_SCHEMA_REGISTRY__URL", registry_url())
+        .set("PIPELINE_SOURCE__ENABLED", "false")
+        .set("PIPELINE_CONSUMER__START_FROM", "earliest")
+        .set("PIPELINE_DLQ__TEST_REJECT_EMAIL_SUFFIX", "@reject.example");
+    let client = common::kafka().await;
+    common::create_topic(&client, &s.topic, 1).await;
+    let errors = pipeline::telemetry::Metrics::new().schema_registry_errors;
+    let sr = SchemaRegistry::new(&registry_config(), errors).expect("client");
+    let subject = format!("{}-value", s.topic);
+    let id = sr
+        .register(&subject, &registry::message_schema())
+        .await
+        .expect("register")
+        .id;
+
+    let (mut records, mut landing, mut rejected) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
+    for i in 0..18 {
+        let (key, mut value) = message(i);
+        let schema_id = match i {
+            0..5 => id,
+            5..15 => {
+                // Good records the bad rule sends to the DLQ.
+                value["email"] = json!(format!("u{i}@reject.example"));
+                rejected.insert(key.clone());
+                id
+            }
+            _ => 0x7ffe_0000 + i, // an id the registry never gave out
+        };
+        if i < 5 {
+            landing.insert(key.clone());
+        }
+        records.push(Record {
+            key: Some(key.into_bytes()),
+            value: Some(registry::frame(schema_id, value.to_string().as_bytes())),
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        });
+    }
+    let pc = client
+        .partition_client(&s.topic, 0, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client");
+    pc.produce(records, Compression::NoCompression)
+        .await
+        .expect("produce");
+    s.run_drained("registry_redrive", Duration::from_secs(120));
+    let landed: BTreeSet<String> = common::created_users(&s.keyspace, &["email"])
+        .await
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(landed, landing, "only the records the bad rule let through");
+
+    // The rule is gone: redrive.
+    s.env.remove("PIPELINE_DLQ__TEST_REJECT_EMAIL_SUFFIX");
+    let log = common::log_path("registry_redrive_cmd");
+    let mut redrive = s.spawn(&["dlq", "redrive"], &log);
+    let code = redrive.wait(Duration::from_secs(120));
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "{out}");
+    let counts = |reason: &str| -> (u64, u64) {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(reason))
+            .and_then(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+            })
+            .unwrap_or_else(|| panic!("no `{reason}` line:\n{out}"))
+    };
+    assert_eq!(counts("test_rule"), (10, 0), "{out}");
+    assert_eq!(counts("unknown_schema"), (0, 3), "{out}");
+    let landed: BTreeSet<String> = common::created_users(&s.keyspace, &["email"])
+        .await
+        .keys()
+        .cloned()
+        .collect();
+    let want: BTreeSet<String> = landing.union(&rejected).cloned().collect();
+    assert_eq!(
+        landed, want,
+        "the rejected good records landed, the unknown ids did not"
+    );
+}
