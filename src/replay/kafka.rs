@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+use rskafka::client::partition::OffsetAt;
 
 use super::ReplayError;
 use crate::config::Config;
@@ -262,35 +262,16 @@ pub async fn replay_kafka<O: CommittedOffsets>(
     let k = &config.kafka;
     let topic = &k.topic;
     let client = kafka::connect(k).await?;
-    let topics = kafka::deadline("list topics", k.request_timeout, client.list_topics()).await?;
-    let all: Vec<i32> = topics
-        .iter()
-        .find(|t| &t.name == topic)
-        .map(|t| t.partitions.iter().copied().collect())
-        .ok_or_else(|| ReplayError::NoTopic(topic.clone()))?;
-    let chosen = if opts.partitions.is_empty() {
-        all.clone()
-    } else {
-        for p in &opts.partitions {
-            if !all.contains(p) {
-                return Err(ReplayError::Target(format!(
-                    "--partitions: topic `{topic}` has no partition {p} (it has {all:?})"
-                )));
-            }
-        }
-        opts.partitions.clone()
-    };
+    let bounds = super::partition_bounds(Arc::new(client), k, topic, &opts.partitions).await?;
     let mut planned: BTreeMap<i32, Move> = BTreeMap::new();
-    for p in chosen {
-        let pc = kafka::deadline(
-            "partition client",
-            k.request_timeout,
-            client.partition_client(topic.as_str(), p, UnknownTopicHandling::Retry),
-        )
-        .await?;
+    for super::PartitionBounds {
+        partition: p,
+        client: pc,
+        earliest,
+        end: latest,
+    } in bounds
+    {
         let offset = |at| kafka::deadline("list offsets", k.request_timeout, pc.get_offset(at));
-        let earliest = offset(OffsetAt::Earliest).await?;
-        let latest = offset(OffsetAt::Latest).await?;
         let after = match opts.target {
             Target::Earliest => earliest,
             Target::Latest => latest,

@@ -22,10 +22,14 @@ pub mod landing;
 pub mod progress;
 pub mod redrive;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use rskafka::client::Client;
+use rskafka::client::partition::{OffsetAt, PartitionClient};
 
 use crate::exit::Exit;
-use crate::kafka::KafkaError;
+use crate::kafka::{self as kafka_io, KafkaError};
 use crate::landing::PostgresError;
 use crate::sink::SinkError;
 
@@ -98,6 +102,61 @@ impl ReplayError {
             _ => Exit::Failure,
         }
     }
+}
+
+/// One partition of a topic a command reads or moves: its client and its earliest and end
+/// offsets when looked at.
+struct PartitionBounds {
+    partition: i32,
+    client: Arc<PartitionClient>,
+    earliest: i64,
+    end: i64,
+}
+
+/// The partitions of `topic` (all of them, or `only` after checking each exists) with their
+/// bounds (ListOffsets earliest and latest).
+///
+/// # Errors
+/// [`ReplayError::NoTopic`], [`ReplayError::Target`] for a partition the topic does not have,
+/// Kafka failures.
+async fn partition_bounds(
+    client: Arc<Client>,
+    config: &crate::config::KafkaConfig,
+    topic: &str,
+    only: &[i32],
+) -> Result<Vec<PartitionBounds>, ReplayError> {
+    let timeout = config.request_timeout;
+    let topics = kafka_io::deadline("list topics", timeout, client.list_topics()).await?;
+    let all: Vec<i32> = topics
+        .iter()
+        .find(|t| t.name == topic)
+        .map(|t| t.partitions.iter().copied().collect())
+        .ok_or_else(|| ReplayError::NoTopic(topic.to_string()))?;
+    let chosen = if only.is_empty() {
+        all
+    } else {
+        if let Some(p) = only.iter().find(|p| !all.contains(p)) {
+            return Err(ReplayError::Target(format!(
+                "--partitions: topic `{topic}` has no partition {p} (it has {all:?})"
+            )));
+        }
+        only.to_vec()
+    };
+    let clients = kafka_io::Partitions::new(client, topic, timeout);
+    let mut bounds = Vec::with_capacity(chosen.len());
+    for partition in chosen {
+        let client = clients.get(partition).await?;
+        let offset = |at| kafka_io::deadline("list offsets", timeout, client.get_offset(at));
+        let earliest = offset(OffsetAt::Earliest).await?;
+        let end = offset(OffsetAt::Latest).await?;
+        bounds.push(PartitionBounds {
+            partition,
+            client,
+            earliest,
+            end,
+        });
+    }
+    Ok(bounds)
 }
 
 /// Parses an RFC 3339 time (`2026-12-06T18:00:00Z`) for `--since`, `--until`, `--to-time`.

@@ -16,9 +16,9 @@
 //! where the first stopped.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 use sqlx::PgPool;
 
 use super::ReplayError;
@@ -137,12 +137,6 @@ pub async fn redrive(
     } else {
         None
     };
-    let topics = kafka::deadline("list topics", k.request_timeout, client.list_topics()).await?;
-    let partitions: Vec<i32> = topics
-        .iter()
-        .find(|t| &t.name == topic)
-        .map(|t| t.partitions.iter().copied().collect())
-        .ok_or_else(|| ReplayError::NoTopic(topic.clone()))?;
     let sink = if opts.dry_run {
         None
     } else {
@@ -150,20 +144,11 @@ pub async fn redrive(
     };
 
     // Ranges first (for the progress total): stored next offset (or earliest) .. end now.
-    let mut ranges = Vec::with_capacity(partitions.len());
-    for p in partitions {
-        let pc = kafka::deadline(
-            "partition client",
-            k.request_timeout,
-            client.partition_client(topic.as_str(), p, UnknownTopicHandling::Retry),
-        )
-        .await?;
-        let offset = |at| kafka::deadline("list offsets", k.request_timeout, pc.get_offset(at));
-        let earliest = offset(OffsetAt::Earliest).await?;
-        let end = offset(OffsetAt::Latest).await?;
-        let stored = stored_progress(&pool, topic, &scope, p, opts.dry_run).await?;
-        let start = stored.unwrap_or(earliest).max(earliest);
-        ranges.push((p, pc, start, end));
+    let mut ranges = Vec::new();
+    for b in super::partition_bounds(Arc::new(client), k, topic, &[]).await? {
+        let stored = stored_progress(&pool, topic, &scope, b.partition, opts.dry_run).await?;
+        let start = stored.unwrap_or(b.earliest).max(b.earliest);
+        ranges.push((b.partition, b.client, start, b.end));
     }
     let total: i64 = ranges.iter().map(|(_, _, s, e)| (e - s).max(0)).sum();
     let mut progress = Progress::new("dead letters examined", u64::try_from(total).ok());
