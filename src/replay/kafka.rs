@@ -91,6 +91,9 @@ pub struct GroupOffsets {
     group: String,
     request_timeout: Duration,
     cassandra: CassandraOffsets,
+    /// The group's committed offsets of the topic, fetched once (one OffsetFetch answers for
+    /// every partition; all reads come before the first write).
+    committed: tokio::sync::OnceCell<BTreeMap<i32, i64>>,
 }
 
 impl GroupOffsets {
@@ -104,6 +107,7 @@ impl GroupOffsets {
             group: config.consumer.group.clone(),
             request_timeout: config.kafka.request_timeout,
             cassandra: CassandraOffsets::connect(config).await?,
+            committed: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -118,13 +122,17 @@ impl CommittedOffsets for GroupOffsets {
     }
 
     async fn read(&self, topic: &str, partition: i32) -> Result<Option<i64>, ReplayError> {
-        let committed = crate::group::fetch_committed(
-            Arc::clone(&self.client),
-            &self.group,
-            topic,
-            self.request_timeout,
-        )
-        .await?;
+        let committed = self
+            .committed
+            .get_or_try_init(|| {
+                crate::group::fetch_committed(
+                    Arc::clone(&self.client),
+                    &self.group,
+                    topic,
+                    self.request_timeout,
+                )
+            })
+            .await?;
         match committed.get(&partition) {
             Some(next) => Ok(Some(*next)),
             // The group has none: its members start from Cassandra's.
