@@ -720,3 +720,23 @@ pub fn postgres_url_via(db_url: &str, port: u16) -> String {
     let _ = url.set_password(None);
     url.to_string()
 }
+
+/// A message of our own format with a deterministic id (`i` picks it), for topics a test
+/// fills itself.
+pub fn own_message(i: u64) -> (String, Vec<u8>) {
+    let id = uuid::Builder::from_random_bytes(
+        u128::from(i)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+            .to_le_bytes(),
+    )
+    .into_uuid()
+    .to_string();
+    let value = serde_json::json!({
+        "id": id, "first_name": format!("f{i}"), "last_name": "l", "gender": "female",
+        "address": "1 Main St, Leeds, West Yorkshire, United Kingdom", "post_code": i,
+        "email": format!("u{i}@example.com"), "username": format!("u{i}"),
+        "dob": "1993-07-20T09:44:18.674Z", "registered_date": "2015-01-02T03:04:05.006Z",
+        "phone": "0161 123", "picture": "https://m"
+    });
+    (id, serde_json::to_vec(&value).expect("encode"))
+}

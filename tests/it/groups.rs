@@ -18,25 +18,6 @@ use rskafka::record::Record;
 const PARTITIONS: i32 = 6;
 const SESSION: Duration = Duration::from_secs(6);
 
-/// A message of our own format with a deterministic id.
-fn message(i: u64) -> (String, Vec<u8>) {
-    let id = uuid::Builder::from_random_bytes(
-        u128::from(i)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
-            .to_le_bytes(),
-    )
-    .into_uuid()
-    .to_string();
-    let value = serde_json::json!({
-        "id": id, "first_name": format!("f{i}"), "last_name": "l", "gender": "female",
-        "address": "1 Main St, Leeds, West Yorkshire, United Kingdom", "post_code": i,
-        "email": format!("u{i}@example.com"), "username": format!("u{i}"),
-        "dob": "1993-07-20T09:44:18.674Z", "registered_date": "2015-01-02T03:04:05.006Z",
-        "phone": "0161 123", "picture": "https://m"
-    });
-    (id, serde_json::to_vec(&value).expect("encode"))
-}
-
 /// Produces records `from..to`, record i to partition i % PARTITIONS; returns their ids.
 async fn produce(client: &Client, topic: &str, from: u64, to: u64) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
@@ -48,7 +29,7 @@ async fn produce(client: &Client, topic: &str, from: u64, to: u64) -> BTreeSet<S
         let batch: Vec<Record> = (from..to)
             .filter(|i| i % PARTITIONS as u64 == p as u64)
             .map(|i| {
-                let (id, value) = message(i);
+                let (id, value) = common::own_message(i);
                 ids.insert(id.clone());
                 Record {
                     key: Some(id.into_bytes()),

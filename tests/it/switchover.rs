@@ -178,25 +178,6 @@ async fn old_producer_messages_and_ours_are_all_written() {
     );
 }
 
-/// A message of our own format for a preloaded backlog.
-fn message(i: u64) -> (String, Vec<u8>) {
-    let id = uuid::Builder::from_random_bytes(
-        u128::from(i)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
-            .to_le_bytes(),
-    )
-    .into_uuid()
-    .to_string();
-    let value = serde_json::json!({
-        "id": id, "first_name": format!("f{i}"), "last_name": "l", "gender": "female",
-        "address": "1 Main St, Leeds, West Yorkshire, United Kingdom", "post_code": i,
-        "email": format!("u{i}@example.com"), "username": format!("u{i}"),
-        "dob": "1993-07-20T09:44:18.674Z", "registered_date": "2015-01-02T03:04:05.006Z",
-        "phone": "0161 123", "picture": "https://m"
-    });
-    (id, serde_json::to_vec(&value).expect("encode"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_and_exit_drains_every_partition() {
     let mut s = common::Scenario::new("drain", "http://127.0.0.1:9/api/").await;
@@ -214,7 +195,7 @@ async fn drain_and_exit_drains_every_partition() {
         while i < end {
             let batch: Vec<Record> = (i..(i + 5_000).min(end))
                 .map(|n| {
-                    let (id, value) = message(n);
+                    let (id, value) = common::own_message(n);
                     Record {
                         key: Some(id.into_bytes()),
                         value: Some(value),
