@@ -6,7 +6,9 @@
 // security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.jaas.config=...,
 // ssl.truststore.type=PEM, ssl.truststore.location=...) or the path of a
 // properties file holding such settings (preferred for secrets: nothing in argv).
-// Exit 0 when the cluster answered with at least one broker, 1 otherwise.
+// --expect-brokers=N: also require N registered brokers and every partition of every topic
+// (internal ones included) with its full replica set in the ISR; prints under_replicated=K.
+// Exit 0 when the cluster answered with at least one broker (and the above), 1 otherwise.
 import java.io.File;
 import java.io.FileInputStream;
 import java.io.InputStream;
@@ -24,8 +26,13 @@ public class KafkaProbe {
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "3000");
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "5000");
         props.put(AdminClientConfig.CLIENT_ID_CONFIG, "stack-probe");
+        int expectBrokers = 0;
         for (int i = 1; i < args.length; i++) {
             String a = args[i];
+            if (a.startsWith("--expect-brokers=")) {
+                expectBrokers = Integer.parseInt(a.substring("--expect-brokers=".length()));
+                continue;
+            }
             File f = new File(a);
             if (f.isFile()) {
                 try (InputStream in = new FileInputStream(f)) {
@@ -49,10 +56,28 @@ public class KafkaProbe {
             String clusterId = cluster.clusterId().get(5, TimeUnit.SECONDS);
             org.apache.kafka.common.Node ctl = cluster.controller().get(5, TimeUnit.SECONDS);
             String controller = ctl == null ? "none" : String.valueOf(ctl.id());
-            int topics = admin.listTopics().names().get(5, TimeUnit.SECONDS).size();
+            java.util.Set<String> names = admin.listTopics(
+                    new org.apache.kafka.clients.admin.ListTopicsOptions().listInternal(true))
+                    .names().get(5, TimeUnit.SECONDS);
+            int topics = names.size();
+            String extra = "";
+            boolean complete = true;
+            if (expectBrokers > 0) {
+                int under = 0;
+                int partitions = 0;
+                for (org.apache.kafka.clients.admin.TopicDescription d :
+                        admin.describeTopics(names).allTopicNames().get(10, TimeUnit.SECONDS).values()) {
+                    for (org.apache.kafka.common.TopicPartitionInfo p : d.partitions()) {
+                        partitions++;
+                        if (p.leader() == null || p.isr().size() < p.replicas().size()) under++;
+                    }
+                }
+                extra = " partitions=" + partitions + " under_replicated=" + under;
+                complete = brokers >= expectBrokers && under == 0;
+            }
             System.out.println("brokers=" + brokers + " cluster=" + clusterId
-                    + " topics=" + topics + " controller=" + controller);
-            rc = brokers > 0 ? 0 : 1;
+                    + " topics=" + topics + " controller=" + controller + extra);
+            rc = brokers > 0 && complete ? 0 : 1;
         } catch (Exception e) {
             Throwable c = e.getCause() != null ? e.getCause() : e;
             System.err.println("kafka probe failed: " + c);

@@ -13,7 +13,9 @@ cassandra_write_configs() {
   (umask 077; : >"$conf/cassandra.yaml")   # mode 600: secure mode puts the keystore password in it
   {
     render cassandra/cassandra.yaml CASSANDRA_PORT="$CASSANDRA_PORT" \
-      CASSANDRA_STORAGE_PORT="$CASSANDRA_STORAGE_PORT" DATA="$data"
+      CASSANDRA_STORAGE_PORT="$CASSANDRA_STORAGE_PORT" DATA="$data" \
+      CLUSTER_NAME="$CASSANDRA_CLUSTER_NAME" INITIAL_TOKEN="$CASSANDRA_INITIAL_TOKEN" \
+      ADDRESS="$CASSANDRA_ADDRESS" SEEDS="${CASSANDRA_SEEDS:-$CASSANDRA_ADDRESS:$CASSANDRA_STORAGE_PORT}"
     if [[ $SECURE -eq 1 ]]; then
       render cassandra/auth-secure.yaml TLS_DIR="$TLS_DIR" KEYSTORE_PASSWORD="$(secret keystore_password)"
     else
@@ -22,6 +24,34 @@ cassandra_write_configs() {
   } >"$conf/cassandra.yaml"
   render cassandra/logback.xml >"$conf/logback.xml"
 }
+
+# The module flags of Cassandra's conf/jvm17-server.options: the server and its tools
+# (nodetool) need them on Java 17.
+CASSANDRA_MODULE_FLAGS=(
+  --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+  --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+  --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+  --add-exports java.sql/java.sql=ALL-UNNAMED
+  --add-exports java.base/java.lang.ref=ALL-UNNAMED
+  --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+  --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+  --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+  --add-opens java.base/java.lang.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+  --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+  --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+  --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+  --add-opens java.base/java.io=ALL-UNNAMED
+  --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+  --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
+  --add-opens java.base/java.lang=ALL-UNNAMED
+  --add-opens java.base/java.util=ALL-UNNAMED
+)
 
 # JVM flags: the module flags of Cassandra's conf/jvm17-server.options plus
 # the relevant parts of jvm-server.options, sized for a small dev box.
@@ -36,29 +66,7 @@ cassandra_jvm_opts() {
       -XX:StringTableSize=1000003 -XX:+ExitOnOutOfMemoryError
       -Djava.net.preferIPv4Stack=true -Djava.awt.headless=true
       -Djdk.attach.allowAttachSelf=true
-      --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
-      --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
-      --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
-      --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
-      --add-exports java.sql/java.sql=ALL-UNNAMED
-      --add-exports java.base/java.lang.ref=ALL-UNNAMED
-      --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
-      --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
-      --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
-      --add-opens java.base/java.lang.module=ALL-UNNAMED
-      --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
-      --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
-      --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
-      --add-opens java.base/jdk.internal.math=ALL-UNNAMED
-      --add-opens java.base/jdk.internal.module=ALL-UNNAMED
-      --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
-      --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
-      --add-opens java.base/sun.nio.ch=ALL-UNNAMED
-      --add-opens java.base/java.io=ALL-UNNAMED
-      --add-opens java.base/java.lang.reflect=ALL-UNNAMED
-      --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
-      --add-opens java.base/java.lang=ALL-UNNAMED
-      --add-opens java.base/java.util=ALL-UNNAMED
+      "${CASSANDRA_MODULE_FLAGS[@]}"
       -Dio.netty.tryReflectionSetAccessible=true
       -Dio.netty.allocator.useCacheForAllThreads=true
       -Dio.netty.allocator.maxOrder=11
@@ -79,23 +87,29 @@ cassandra_jvm_opts() {
   printf '%s\n' "${o[@]}"
 }
 
+# start_cassandra VERSION: launches the node named $CASSANDRA_NODE (cassandra; the cluster's
+# cassandra1..3) and waits for CQL (CASSANDRA_NO_WAIT=1: returns after the launch).
 start_cassandra() {
-  local t0 ver conf data logs pid
+  local t0 ver conf data logs pid node=$CASSANDRA_NODE
   t0=$(now); ver=$1
-  conf=$STACK_DIR/cassandra/conf
-  data=$STACK_DIR/cassandra/data
-  logs=$STACK_DIR/cassandra/logs
+  conf=$STACK_DIR/$node/conf
+  data=$STACK_DIR/$node/data
+  logs=$STACK_DIR/$node/logs
   # Data written by another Cassandra version may not be readable: keep it apart.
   if [[ -f $data/VERSION && $(cat "$data/VERSION") != "$ver" ]]; then
     die "cassandra: data dir was created by $(cat "$data/VERSION"), not $ver: run 'scripts/stack reset$SFX' or use CASSANDRA_VERSION=$(cat "$data/VERSION")"
   fi
   cassandra_write_configs "$conf" "$data" "$logs"
   mkdir -p "$data/tmp"; echo "$ver" >"$data/VERSION"
-  write_state cassandra VERSION="$ver" PORT="$CASSANDRA_PORT" \
+  write_state "$node" VERSION="$ver" PORT="$CASSANDRA_PORT" ADDRESS="$CASSANDRA_ADDRESS" \
     STORAGE_PORT="$CASSANDRA_STORAGE_PORT" JMX_PORT="$CASSANDRA_JMX_PORT"
   local -a jvm; mapfile -t jvm < <(cassandra_jvm_opts "$conf" "$data" "$logs" "$ver")
-  LAUNCH_NO_MLOCK=1 launch_jvm "$(pid_file cassandra)" "$logs/cassandra.log" "${jvm[@]}"
-  pid=$(cat "$(pid_file cassandra)")
+  LAUNCH_NO_MLOCK=1 launch_jvm "$(pid_file "$node")" "$(log_file "$node")" "${jvm[@]}"
+  pid=$(cat "$(pid_file "$node")")
+  if [[ ${CASSANDRA_NO_WAIT:-0} == 1 ]]; then
+    info "$node: started $ver pid $pid on $CASSANDRA_ADDRESS:$CASSANDRA_PORT"
+    return 0
+  fi
   info "cassandra: started $ver pid $pid, waiting for CQL (limit $(timeout_for cassandra)s)"
   wait_healthy cassandra "$pid" "$CASSANDRA_PORT" "$t0"
 }

@@ -103,6 +103,8 @@ kafka_write_configs() {
       KAFKA_PORT="$KAFKA_PORT" KAFKA_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" \
       KAFKA_SASL_PLAINTEXT_PORT="$KAFKA_SASL_PLAINTEXT_PORT" ZOOKEEPER_PORT="$ZOOKEEPER_PORT" \
       TLS_DIR="$TLS_DIR" ADMIN_USER="$KAFKA_ADMIN_USER" APP_USER="$SECURE_USER" \
+      NODE_ID="$KAFKA_NODE_ID" VOTERS="${KAFKA_VOTERS:-1@127.0.0.1:$KAFKA_CONTROLLER_PORT}" \
+      INTERNAL_RF="$KAFKA_INTERNAL_RF" INTERNAL_MIN_ISR="$KAFKA_INTERNAL_MIN_ISR" \
       "${secrets[@]}"
     render kafka/server-common.properties DATA="$data"
     [[ $(kafka_major "$ver") -lt 4 ]] || render kafka/server-kafka4.properties
@@ -136,17 +138,20 @@ kafka_jvm_common() {
   printf '%s\n' "${opts[@]}"
 }
 
+# start_kafka VERSION: formats (once) and launches the broker named $KAFKA_NODE (kafka; the
+# cluster's kafka1..3), then waits for it to be healthy (the cluster waits for all at once:
+# with KAFKA_NO_WAIT=1 this returns after the launch).
 start_kafka() {
-  local t0 ver mode conf data logs pid zkpid
+  local t0 ver mode conf data logs pid zkpid node=$KAFKA_NODE
   t0=$(now)
   ver=$1; mode=$KAFKA_MODE
   if [[ $mode == zookeeper && $(kafka_major "$ver") -ge 4 ]]; then
     die "KAFKA_MODE=zookeeper needs Kafka 3.x (ZooKeeper was removed in 4.0); got $ver"
   fi
   [[ $mode == kraft || $mode == zookeeper ]] || die "KAFKA_MODE must be kraft or zookeeper"
-  conf=$STACK_DIR/kafka/conf-$ver-$mode
-  data=$STACK_DIR/kafka/data-$ver-$mode
-  logs=$STACK_DIR/kafka/logs
+  conf=$STACK_DIR/$node/conf-$ver-$mode
+  data=$STACK_DIR/$node/data-$ver-$mode
+  logs=$STACK_DIR/$node/logs
   kafka_write_configs "$ver" "$mode" "$conf" "$data" "$logs"
   local -a jvm small
   mapfile -t jvm < <(kafka_jvm_common "$KAFKA_HEAP" "$ver" "$conf" "$logs")
@@ -158,12 +163,14 @@ start_kafka() {
       local cid
       # A Kafka Uuid is 16 random bytes in URL-safe base64 (what `random-uuid` prints);
       # avoid a leading '-', which the tool's argument parser takes for an option.
-      cid=$(cat "$data/cluster-id" 2>/dev/null || true)
+      # A cluster's brokers share one id (KAFKA_CLUSTER_ID_FILE).
+      cid=$(cat "${KAFKA_CLUSTER_ID_FILE:-$data/cluster-id}" 2>/dev/null || true)
       while [[ -z $cid || $cid == -* ]]; do
         cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
       done
       echo "$cid" >"$data/cluster-id"
-      info "kafka: formatting KRaft storage (cluster id $cid)"
+      [[ -z ${KAFKA_CLUSTER_ID_FILE:-} ]] || echo "$cid" >"$KAFKA_CLUSTER_ID_FILE"
+      info "$node: formatting KRaft storage (cluster id $cid)"
       local -a scram=()
       if [[ $SECURE -eq 1 ]]; then
         # SCRAM credentials of the app user live in the cluster metadata: they
@@ -175,7 +182,7 @@ start_kafka() {
       fi
       "$JAVA17_HOME/bin/java" "${small[@]}" kafka.tools.StorageTool format \
         -t "$cid" -c "$conf/server.properties" --ignore-formatted "${scram[@]}" \
-        >>"$logs/kafka.log" 2>&1 || { print_log_tail kafka; return 1; }
+        >>"$(log_file "$node")" 2>&1 || { print_log_tail "$node"; return 1; }
       if [[ $SECURE -eq 1 ]]; then kafka_scram_fingerprint >"$data/scram-fingerprint"; fi
     fi
     if [[ $SECURE -eq 1 && $(cat "$data/scram-fingerprint" 2>/dev/null) != "$(kafka_scram_fingerprint)" ]]; then
@@ -201,7 +208,7 @@ start_kafka() {
     done
   fi
 
-  write_state kafka VERSION="$ver" MODE="$mode" PORT="$KAFKA_PORT" \
+  write_state "$node" VERSION="$ver" MODE="$mode" PORT="$KAFKA_PORT" \
     CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" ZOOKEEPER_PORT="$ZOOKEEPER_PORT" \
     SASL_PLAINTEXT_PORT="$KAFKA_SASL_PLAINTEXT_PORT"
   if [[ $SECURE -eq 1 ]]; then   # client files for the probe and for people
@@ -211,8 +218,12 @@ start_kafka() {
       kafka_client_props $combo >/dev/null
     done
   fi
-  launch_jvm "$(pid_file kafka)" "$logs/kafka.log" "${jvm[@]}" kafka.Kafka "$conf/server.properties"
-  pid=$(cat "$(pid_file kafka)")
+  launch_jvm "$(pid_file "$node")" "$(log_file "$node")" "${jvm[@]}" kafka.Kafka "$conf/server.properties"
+  pid=$(cat "$(pid_file "$node")")
+  if [[ ${KAFKA_NO_WAIT:-0} == 1 ]]; then
+    info "$node: started $ver ($mode) pid $pid on 127.0.0.1:$KAFKA_PORT"
+    return 0
+  fi
   info "kafka: started $ver ($mode) pid $pid, waiting for metadata (limit $(timeout_for kafka)s)"
   wait_healthy kafka "$pid" "$KAFKA_PORT" "$t0"
 }
