@@ -70,6 +70,13 @@ pub struct CassandraConfig {
     /// Timeout of one write, > 0. Default "10s".
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// After this long without an answer, an idempotent request (every write and offset
+    /// read is) is also sent to the next node, twice at most; the first answer wins. A node
+    /// that stops answering without closing its connections (a long GC pause, SIGSTOP, a
+    /// network partition) then costs this delay instead of `request_timeout`. "0s": off.
+    /// Default "1s".
+    #[serde(with = "humantime_serde")]
+    pub speculative_delay: Duration,
     /// Connect with TLS. Default false.
     pub tls: bool,
     /// PEM file of the CA that signed the nodes' certificates (unset: public roots).
@@ -96,6 +103,7 @@ impl Default for CassandraConfig {
             password: None,
             password_file: None,
             request_timeout: Duration::from_secs(10),
+            speculative_delay: Duration::from_secs(1),
             tls: false,
             tls_ca_file: None,
         }

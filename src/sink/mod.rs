@@ -33,6 +33,7 @@ use cdrs_tokio::frame_encoding::ProtocolFrameEncodingFactory;
 use cdrs_tokio::load_balancing::RoundRobinLoadBalancingStrategy;
 use cdrs_tokio::query::QueryBatch;
 use cdrs_tokio::query::{BatchQueryBuilder, PreparedQuery, QueryValues};
+use cdrs_tokio::speculative_execution::ConstantSpeculativeExecutionPolicy;
 use cdrs_tokio::statement::StatementParams;
 use cdrs_tokio::statement::StatementParamsBuilder;
 use cdrs_tokio::transport::TransportRustls;
@@ -169,6 +170,108 @@ async fn timed<T>(
         })
 }
 
+/// Speculative execution of idempotent requests: after `delay` without an answer the request
+/// also goes to the next node of the plan (at most two extra). Not installed at all for a zero
+/// delay: cdrs-tokio 9's speculative loop has no way out once its timer is spent and its only
+/// execution failed.
+fn with_speculation<B: SessionBuilder<T, CM, LB>, T, CM, LB>(builder: B, delay: Duration) -> B
+where
+    T: cdrs_tokio::transport::CdrsTransport + 'static,
+    CM: cdrs_tokio::cluster::ConnectionManager<T> + 'static,
+    LB: cdrs_tokio::load_balancing::LoadBalancingStrategy<T, CM> + Send + Sync + 'static,
+{
+    if delay.is_zero() {
+        builder
+    } else {
+        builder.with_speculative_execution_policy(Box::new(
+            ConstantSpeculativeExecutionPolicy::new(2, delay),
+        ))
+    }
+}
+
+/// Runs an idempotent request, and up to twice more (after 50 ms, then 250 ms) after a
+/// transient failure that did not take `request_timeout`: a node dying under the request
+/// resets its connections, and for a moment the driver's plan may hold no node
+/// ("No nodes available in query plan!"). A fresh plan a moment later reaches a live node, so
+/// the stage is not restarted (and unready) for one lost node of a cluster.
+async fn once_more<T, F, Fut>(op: &'static str, request: F) -> Result<T, SinkError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    let mut result = request().await;
+    for pause in [50, 250] {
+        match &result {
+            Err(e) if e.is_retriable() && !matches!(e, SinkError::Timeout { .. }) => {
+                tracing::debug!(op, error = %e, pause_ms = pause, "cassandra: retrying on a fresh plan");
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                result = request().await;
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
+/// How long a new schema may take to reach every node before the statements are prepared.
+const SCHEMA_AGREEMENT_LIMIT: Duration = Duration::from_secs(10);
+
+/// "table … does not exist" / "unconfigured table": the answer of a node the schema has not
+/// reached yet.
+fn is_unknown_table(error: &cdrs_tokio::error::Error) -> bool {
+    match error {
+        cdrs_tokio::error::Error::Server { body, .. } => {
+            body.message.contains("does not exist") || body.message.contains("unconfigured table")
+        }
+        _ => false,
+    }
+}
+
+/// Waits until every node reports the same schema version, at most `limit`; true when they
+/// did. The versions come from `system.local` and `system.peers`, asked several times so that
+/// round robin lets every node answer; three agreeing rounds in a row count as agreement.
+async fn await_schema_agreement(session: &CdrsSession, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut agreeing = 0;
+    while tokio::time::Instant::now() < deadline {
+        let mut versions = std::collections::BTreeSet::new();
+        let mut complete = true;
+        for cql in [
+            "SELECT schema_version FROM system.local",
+            "SELECT schema_version FROM system.peers",
+        ] {
+            let rows = tokio::time::timeout(Duration::from_secs(2), session.query(cql.into()))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|envelope| envelope.response_body().ok())
+                .and_then(|body| body.into_rows());
+            let Some(rows) = rows else {
+                complete = false;
+                continue;
+            };
+            for row in rows {
+                match IntoRustByName::<uuid::Uuid>::get_by_name(&row, "schema_version") {
+                    Ok(Some(version)) => {
+                        versions.insert(version);
+                    }
+                    _ => complete = false,
+                }
+            }
+        }
+        if complete && versions.len() == 1 {
+            agreeing += 1;
+            if agreeing >= 3 {
+                return true;
+            }
+        } else {
+            agreeing = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// A cdrs session over plain TCP or TLS; the same calls either way.
 enum CdrsSession {
     Tcp(TcpSession),
@@ -187,10 +290,14 @@ impl CdrsSession {
         }
     }
 
-    async fn batch(&self, batch: QueryBatch) -> cdrs_tokio::error::Result<Envelope> {
+    async fn batch(
+        &self,
+        batch: QueryBatch,
+        params: &StatementParams,
+    ) -> cdrs_tokio::error::Result<Envelope> {
         match self {
-            Self::Tcp(s) => s.batch(batch).await,
-            Self::Tls(s) => s.batch(batch).await,
+            Self::Tcp(s) => s.batch_with_params(batch, params).await,
+            Self::Tls(s) => s.batch_with_params(batch, params).await,
         }
     }
 
@@ -253,24 +360,42 @@ fn consistency(level: ConsistencyLevel) -> Consistency {
     }
 }
 
-/// One authenticated connection to the first contact point, then closed.
+/// One authenticated connection to the first contact point that answers, then closed.
 async fn probe(
     config: &CassandraConfig,
     auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
     tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
 ) -> Result<(), SinkError> {
-    let Some(first) = config.contact_points.first() else {
-        return Err(SinkError::NoContactPoints);
-    };
-    let addr = tokio::net::lookup_host(first.as_str())
+    // Each contact point in turn: on a cluster, one node down must not keep the sink down.
+    // A refusal no other node would answer differently (credentials, TLS) ends it at once.
+    let mut last = SinkError::NoContactPoints;
+    for point in &config.contact_points {
+        match probe_one(point, Arc::clone(&auth), tls.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(contact_point = %point, error = %e, "cassandra: contact point did not answer; trying the next");
+                last = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+async fn probe_one(
+    point: &str,
+    auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
+    tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
+) -> Result<(), SinkError> {
+    let addr = tokio::net::lookup_host(point)
         .await
         .map_err(|source| SinkError::Resolve {
-            addr: first.clone(),
+            addr: point.to_string(),
             source,
         })?
         .next()
         .ok_or_else(|| SinkError::NoAddress {
-            addr: first.clone(),
+            addr: point.to_string(),
         })?;
     let keyspace = Arc::new(KeyspaceHolder::new(tokio::sync::watch::channel(None).0));
     let encoder = Box::new(ProtocolFrameEncodingFactory);
@@ -336,7 +461,7 @@ impl CassandraSink {
         };
         let timeout = config.request_timeout;
         let timed_out = |op: &'static str| SinkError::Timeout { op, after: timeout };
-        // First one bare connection (STARTUP + authentication) to the first contact point: a
+        // First one bare connection (STARTUP + authentication) to a contact point: a
         // refused password or a TLS mismatch then surfaces at once as a fatal error; a cdrs
         // session would keep reconnecting until our timeout, hiding the cause.
         let tls = if config.tls {
@@ -356,6 +481,7 @@ impl CassandraSink {
         } else {
             None
         };
+        let speculative_delay = config.speculative_delay;
         let build = || {
             let contact_points = contact_points.clone();
             let auth = Arc::clone(&auth);
@@ -371,9 +497,12 @@ impl CassandraSink {
                             .map_err(|source| SinkError::Session {
                                 source: Box::new(source),
                             })?;
-                        RustlsSessionBuilder::new(
-                            RoundRobinLoadBalancingStrategy::new(),
-                            node_config,
+                        with_speculation(
+                            RustlsSessionBuilder::new(
+                                RoundRobinLoadBalancingStrategy::new(),
+                                node_config,
+                            ),
+                            speculative_delay,
                         )
                         .build()
                         .await
@@ -388,10 +517,16 @@ impl CassandraSink {
                             .map_err(|source| SinkError::Session {
                                 source: Box::new(source),
                             })?;
-                        TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), node_config)
-                            .build()
-                            .await
-                            .map(CdrsSession::Tcp)
+                        with_speculation(
+                            TcpSessionBuilder::new(
+                                RoundRobinLoadBalancingStrategy::new(),
+                                node_config,
+                            ),
+                            speculative_delay,
+                        )
+                        .build()
+                        .await
+                        .map(CdrsSession::Tcp)
                     }
                 };
                 result.map_err(|source| SinkError::SessionBuild { source })
@@ -425,14 +560,39 @@ impl CassandraSink {
                     source: Box::new(source),
                 })?;
             }
+            // On a cluster the change reaches the other nodes a moment later: a statement
+            // prepared on one of them before that fails with "table does not exist".
+            if !await_schema_agreement(&session, SCHEMA_AGREEMENT_LIMIT).await {
+                tracing::warn!(
+                    limit = ?SCHEMA_AGREEMENT_LIMIT,
+                    "cassandra: the nodes did not agree on one schema version in time (a node down?); preparing anyway"
+                );
+            }
         }
         let prepare = |cql: String| {
             let session = Arc::clone(&session);
             async move {
-                session.prepare(cql).await.map_err(|source| SinkError::Cql {
-                    op: "prepare",
-                    source: Box::new(source),
-                })
+                let deadline = tokio::time::Instant::now() + SCHEMA_AGREEMENT_LIMIT;
+                loop {
+                    match session.prepare(cql.clone()).await {
+                        Ok(prepared) => return Ok(prepared),
+                        // A node that has not seen the new table yet: ask again (round robin
+                        // picks another node, and the schema spreads meanwhile).
+                        Err(source)
+                            if is_unknown_table(&source)
+                                && tokio::time::Instant::now() < deadline =>
+                        {
+                            tracing::debug!(error = %source, "cassandra prepare: table not there yet; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(source) => {
+                            return Err(SinkError::Cql {
+                                op: "prepare",
+                                source: Box::new(source),
+                            });
+                        }
+                    }
+                }
             }
         };
         let insert = prepare(format!(
@@ -496,11 +656,14 @@ impl CassandraSink {
         op: &'static str,
     ) -> Result<(), SinkError> {
         let params = self.params(values);
-        timed(
-            op,
-            self.config.request_timeout,
-            self.session.exec_with_params(prepared, &params),
-        )
+        let timeout = self.config.request_timeout;
+        once_more(op, || {
+            timed(
+                op,
+                timeout,
+                self.session.exec_with_params(prepared, &params),
+            )
+        })
         .await
         .map(drop)
     }
@@ -518,11 +681,16 @@ impl CassandraSink {
             op: "batch",
             source: Box::new(source),
         })?;
-        timed(
-            "batch",
-            self.config.request_timeout,
-            self.session.batch(batch),
-        )
+        // Idempotent (every row carries its own write time): the driver may send it to the
+        // next node after a connection error or, past `speculative_delay`, in parallel.
+        let params = StatementParamsBuilder::new()
+            .with_consistency(consistency(self.config.consistency))
+            .idempotent(true)
+            .build();
+        let timeout = self.config.request_timeout;
+        once_more("batch", || {
+            timed("batch", timeout, self.session.batch(batch.clone(), &params))
+        })
         .await
         .map(drop)
     }
