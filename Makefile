@@ -5,12 +5,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help test demo bench stack-up stack-up-secure old-stack registry-client stack-down stack-status lint validate-deploy build release
+.PHONY: help test test-cluster demo bench stack-up stack-up-secure old-stack registry-client stack-down stack-status lint validate-deploy build release
 
 help:
 	@echo "make demo            start Kafka, Cassandra, Postgres and run a bounded pipeline demo"
 	@echo "make test            start the stack, run lint, unit, integration and end-to-end tests"
 	@echo "make bench           end-to-end benchmark (RECORDS=N RATE=R), writes target/bench/e2e.json"
+	@echo "make test-cluster    start the cluster stack (3 brokers, 3 Cassandra nodes), run its fault test"
 	@echo "make stack-up|stack-down|stack-status"
 
 stack-up:
@@ -52,7 +53,15 @@ test: stack-up stack-up-secure old-stack registry-client lint
 	# --test-threads because the criterion benches (run once in test mode) reject that flag.
 	eval "$$(scripts/stack env)" && eval "$$(scripts/stack env --secure)" && \
 	  RUST_TEST_THREADS=2 $(CARGO) test --all-targets
+	$(MAKE) test-cluster
 	$(MAKE) validate-deploy
+
+# The fault test against real clusters (tests/it/cluster.rs): 3 brokers, 3 Cassandra nodes.
+# It runs alone: the faults are timed, and the cluster takes the box's two cores.
+test-cluster:
+	scripts/stack up --cluster
+	eval "$$(scripts/stack env --cluster)" && \
+	  $(CARGO) test --test it cluster:: -- --ignored --nocapture
 
 demo: stack-up release
 	scripts/demo

@@ -734,9 +734,26 @@ async fn commit<S: RowSink>(
             .inc_by(n as u64);
         tracing::info!(partition, dead_letters = n, "dead-lettered invalid records");
     }
-    if let (Some(member), Some(fence)) = (&deps.group, &fence)
-        && let Commit::Refused(code) = member.commit(fence, partition, next_offset).await?
-    {
+    // A commit the coordinator cannot take now (it died, moved, or is loading the group) is
+    // skipped, not fatal: the rows are written and Cassandra stores the offset below; the next
+    // commit carries a later offset. Restarting the stage for it would make it unready while
+    // a broker of a cluster is down (measured: 15 s when the coordinator's broker died).
+    let commit = match (&deps.group, &fence) {
+        (Some(member), Some(fence)) => match member.commit(fence, partition, next_offset).await {
+            Ok(commit) => Some(commit),
+            Err(e) if e.is_retriable() => {
+                deps.metrics
+                    .errors
+                    .with_label_values(&["consumer", "group_commit"])
+                    .inc();
+                tracing::debug!(partition, next_offset, error = %e, "offset commit to the group failed; the next one carries it");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        _ => None,
+    };
+    if let (Some(Commit::Refused(code)), Some(fence)) = (commit, &fence) {
         let name = error_name(code);
         deps.metrics
             .group

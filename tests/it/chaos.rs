@@ -152,8 +152,8 @@ struct CassRow {
 }
 
 /// Every row of `keyspace.created_users`, read in token ranges (no single huge page).
-async fn cassandra_rows(keyspace: &str) -> BTreeMap<String, CassRow> {
-    let session = common::cassandra().await;
+async fn cassandra_rows(services: &common::Services, keyspace: &str) -> BTreeMap<String, CassRow> {
+    let session = common::cassandra_on(services).await;
     let mut out = BTreeMap::new();
     const RANGES: i128 = 64;
     let (min, max) = (i128::from(i64::MIN), i128::from(i64::MAX));
@@ -169,8 +169,11 @@ async fn cassandra_rows(keyspace: &str) -> BTreeMap<String, CassRow> {
         );
         let mut attempt = 0;
         let rows = loop {
+            // QUORUM: on a cluster a node that was down may not have every row yet (its
+            // hints arrive later); a quorum read always meets a quorum write.
             let params = StatementParamsBuilder::new()
                 .with_page_size(1_000_000)
+                .with_consistency(cdrs_tokio::consistency::Consistency::Quorum)
                 .build();
             match session.query_with_params(cql.clone(), params).await {
                 Ok(envelope) => {
@@ -243,8 +246,11 @@ async fn landed(db_url: &str) -> (BTreeMap<String, (i64, serde_json::Value)>, us
 }
 
 /// Dead-letter topic: distinct keys, record count, records without a reason header.
-async fn dead_letters(topic: &str) -> (BTreeSet<String>, usize, usize) {
-    let client = common::kafka().await;
+async fn dead_letters(
+    services: &common::Services,
+    topic: &str,
+) -> (BTreeSet<String>, usize, usize) {
+    let client = common::kafka_on(services).await;
     let records = common::read_topic(&client, topic).await;
     let mut keys = BTreeSet::new();
     let mut unexplained = 0;
@@ -262,6 +268,7 @@ async fn dead_letters(topic: &str) -> (BTreeSet<String>, usize, usize) {
 
 /// The exact comparison: Postgres landing, the dead-letter topic, Cassandra, the emulator.
 async fn verify(
+    services: &common::Services,
     db_url: &str,
     keyspace: &str,
     dlq: &str,
@@ -272,8 +279,8 @@ async fn verify(
 ) -> Counts {
     let truth = emulator_truth(seed, results, records, faults);
     let (landed, pg_dups) = landed(db_url).await;
-    let (dead, dlq_records, unexplained) = dead_letters(dlq).await;
-    let rows = cassandra_rows(keyspace).await;
+    let (dead, dlq_records, unexplained) = dead_letters(services, dlq).await;
+    let rows = cassandra_rows(services, keyspace).await;
     let mut c = Counts {
         landed: landed.len(),
         rows: rows.len(),
@@ -358,7 +365,14 @@ async fn chaos_verify() {
         kinds,
     );
     let started = Instant::now();
+    // `scripts/chaos --cluster` (CHAOS_CLUSTER=1) checks against the cluster stack.
+    let services = if env_or("CHAOS_CLUSTER", "0") == "1" {
+        common::Services::cluster()
+    } else {
+        common::Services::local()
+    };
     let counts = verify(
+        &services,
         &need("CHAOS_DB_URL"),
         &need("CHAOS_KEYSPACE"),
         &need("CHAOS_DLQ"),
@@ -438,6 +452,7 @@ pub(crate) async fn assert_exact(
     faults: &ContentFaults,
 ) {
     let counts = verify(
+        &s.services,
         &s.db_url,
         &s.keyspace,
         &s.dlq,

@@ -85,8 +85,64 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The services a scenario runs against: the single-node stack (`scripts/stack up`) or the
+/// cluster (`scripts/stack up --cluster`: three brokers, three Cassandra nodes).
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub kafka: Vec<String>,
+    pub cassandra: Vec<String>,
+    /// With password (the admin URL scratch databases are made from).
+    pub database_url: String,
+}
+
+impl Services {
+    pub fn local() -> Self {
+        Self {
+            kafka: vec![kafka_bootstrap()],
+            cassandra: vec![cassandra_contact()],
+            database_url: database_url(),
+        }
+    }
+
+    /// The cluster stack, from `scripts/stack env --cluster`; fails with the fix when it is not up.
+    pub fn cluster() -> Self {
+        let list = |name: &str| -> Vec<String> {
+            std::env::var(name)
+                .unwrap_or_else(|_| {
+                    panic!("{name} is not set: run `eval \"$(scripts/stack env --cluster)\"` after `scripts/stack up --cluster` (or `make test-cluster`)")
+                })
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        };
+        let services = Self {
+            kafka: list("CLUSTER_KAFKA_BOOTSTRAP"),
+            cassandra: list("CLUSTER_CASSANDRA_CONTACT"),
+            database_url: list("CLUSTER_DATABASE_URL").join(","),
+        };
+        for addr in services.kafka.iter().chain(&services.cassandra) {
+            require("the cluster stack", addr);
+        }
+        require(
+            "the cluster's Postgres",
+            &postgres_addr(&services.database_url),
+        );
+        services
+    }
+
+    /// `["a", "b"]`: a list in the daemon's environment syntax.
+    pub fn env_list(items: &[String]) -> String {
+        let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+        format!("[{}]", quoted.join(","))
+    }
+}
+
 pub async fn kafka() -> Client {
-    ClientBuilder::new(vec![kafka_bootstrap()])
+    kafka_on(&Services::local()).await
+}
+
+pub async fn kafka_on(services: &Services) -> Client {
+    ClientBuilder::new(services.kafka.clone())
         .build()
         .await
         .expect("connect to Kafka (run `scripts/stack up`)")
@@ -123,8 +179,18 @@ pub async fn read_topic(client: &Client, topic: &str) -> Vec<(i32, RecordAndOffs
 }
 
 pub async fn cassandra() -> Cql {
+    cassandra_on(&Services::local()).await
+}
+
+pub async fn cassandra_on(services: &Services) -> Cql {
     let config = NodeTcpConfigBuilder::new()
-        .with_contact_point(cassandra_contact().into())
+        .with_contact_points(
+            services
+                .cassandra
+                .iter()
+                .map(|c| c.as_str().into())
+                .collect(),
+        )
         .with_authenticator_provider(Arc::new(NoneAuthenticatorProvider))
         .build()
         .await
@@ -137,7 +203,13 @@ pub async fn cassandra() -> Cql {
 
 /// A scratch Postgres database; returns its URL without password.
 pub async fn scratch_database(name: &str) -> String {
-    let admin = sqlx::PgPool::connect(&database_url())
+    scratch_database_on(&Services::local(), name).await
+}
+
+/// A scratch database on `services`' Postgres; returns its URL (with the password).
+pub async fn scratch_database_on(services: &Services, name: &str) -> String {
+    let database_url = &services.database_url;
+    let admin = sqlx::PgPool::connect(database_url)
         .await
         .expect("connect to Postgres (run `scripts/stack up`)");
     // `name` comes from `unique()`: [a-z0-9_] only.
@@ -146,7 +218,7 @@ pub async fn scratch_database(name: &str) -> String {
         .await
         .expect("create scratch database");
     admin.close().await;
-    let mut url = reqwest::Url::parse(&database_url()).expect("url");
+    let mut url = reqwest::Url::parse(database_url).expect("url");
     url.set_path(&format!("/{name}"));
     url.to_string()
 }
@@ -173,17 +245,23 @@ pub struct Scenario {
     pub db_url: String,
     pub http_port: u16,
     pub env: BTreeMap<String, String>,
+    pub services: Services,
 }
 
 impl Scenario {
     /// Fresh topic, DLQ topic, keyspace and database; source pointed at `api_url`.
     pub async fn new(name: &str, api_url: &str) -> Self {
         require_stack();
+        Self::new_on(name, api_url, Services::local()).await
+    }
+
+    /// As [`Scenario::new`], on `services`.
+    pub async fn new_on(name: &str, api_url: &str, services: Services) -> Self {
         let id = unique(name);
         let topic = format!("{id}_users");
         let dlq = format!("{id}_users.dlq");
         let keyspace = format!("ks_{id}");
-        let db_url = scratch_database(&format!("db_{id}")).await;
+        let db_url = scratch_database_on(&services, &format!("db_{id}")).await;
         let http_port = free_port();
         let mut env = BTreeMap::new();
         let mut set = |k: &str, v: String| {
@@ -197,14 +275,14 @@ impl Scenario {
         set("PIPELINE_POSTGRES__PASSWORD", password_of(&db_url));
         set(
             "PIPELINE_KAFKA__BOOTSTRAP",
-            format!("[\"{}\"]", kafka_bootstrap()),
+            Services::env_list(&services.kafka),
         );
         set("PIPELINE_KAFKA__TOPIC", topic.clone());
         set("PIPELINE_CONSUMER__GROUP", id.clone());
         set("PIPELINE_DLQ__TOPIC", dlq.clone());
         set(
             "PIPELINE_CASSANDRA__CONTACT_POINTS",
-            format!("[\"{}\"]", cassandra_contact()),
+            Services::env_list(&services.cassandra),
         );
         set("PIPELINE_CASSANDRA__KEYSPACE", keyspace.clone());
         set("PIPELINE_CASSANDRA__CONSISTENCY", "one".into());
@@ -219,6 +297,7 @@ impl Scenario {
             db_url,
             http_port,
             env,
+            services,
         }
     }
 

@@ -1,0 +1,347 @@
+//! Issue 18: the daemon against real clusters, `scripts/stack up --cluster` (three KRaft
+//! brokers with three controller voters, three Cassandra nodes on 127.0.0.1–3, Postgres).
+//! Topic and keyspace with replication factor 3, writes at LOCAL_QUORUM, six partitions.
+//!
+//! One test runs every fault in turn under a steady load and ends with the exact comparison of
+//! `chaos::assert_exact` (table == landed − dead-lettered, values equal, no duplicate write
+//! times). For each fault it prints how long `/readyz` was not 200, the longest stall of the
+//! rows written to Cassandra, and the daemon's peak RSS:
+//! - kill -9 of the broker that leads most partitions, restarted after `down`;
+//! - SIGSTOP of the broker that leads most partitions, longer than the broker session timeout
+//!   (9 s), then SIGCONT;
+//! - kill -9 of cassandra1 (the first contact point, where the driver's control connection
+//!   lives), restarted after `down`;
+//! - SIGSTOP of cassandra2 for `stop`, then SIGCONT;
+//! - both at once: kill -9 of the leading broker and of cassandra3, both restarted.
+//!
+//! It needs the cluster stack, so it is ignored in the shared run; `make test-cluster` (part
+//! of `make test`) starts the cluster and runs it; `scripts/chaos --cluster` runs it longer
+//! (`PIPELINE_TEST_CLUSTER_DOWN_SECS`, `_STOP_SECS`, `_RATE`, `_RECORDS`).
+
+use crate::{chaos, common};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pipeline::emulator::{ContentFaults, EmulatorConfig};
+
+const STACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack");
+
+/// `scripts/stack --cluster <args>`: asserts success, returns stdout.
+fn stack(args: &[&str]) -> String {
+    let out = std::process::Command::new(STACK)
+        .arg("--cluster")
+        .args(args)
+        .output()
+        .expect("run scripts/stack --cluster");
+    assert!(
+        out.status.success(),
+        "scripts/stack --cluster {}: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The broker that leads most partitions of `topic` (the lowest id on a tie).
+fn leading_broker(topic: &str) -> u32 {
+    let described = stack(&[
+        "kafka-tool",
+        "org.apache.kafka.tools.TopicCommand",
+        "--describe",
+        "--topic",
+        topic,
+    ]);
+    let mut leaders: BTreeMap<u32, usize> = BTreeMap::new();
+    for line in described.lines() {
+        if let Some(rest) = line.split("Leader: ").nth(1) {
+            let id = rest
+                .split_whitespace()
+                .next()
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("a leader id in {line:?}"));
+            *leaders.entry(id).or_default() += 1;
+        }
+    }
+    assert!(!leaders.is_empty(), "no partitions in:\n{described}");
+    let most = leaders.values().copied().max().unwrap_or_default();
+    leaders
+        .into_iter()
+        .find(|(_, n)| *n == most)
+        .map(|(id, _)| id)
+        .unwrap_or(1)
+}
+
+/// SIGCONT to every node on drop, so a failing test never leaves one stopped.
+struct Resume(Vec<String>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        for node in &self.0 {
+            let _ = std::process::Command::new(STACK)
+                .args(["--cluster", "stop-signal", node, "CONT"])
+                .output();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    ready: bool,
+    written: f64,
+    rss_kb: u64,
+}
+
+/// Polls the daemon every 100 ms: `/readyz`, the rows written, its RSS.
+fn sample_forever(daemon: &common::Daemon, samples: Arc<Mutex<Vec<Sample>>>) {
+    let port = daemon.http_port;
+    let pid = daemon.pid();
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(900))
+            .build()
+            .expect("http client");
+        let base = format!("http://127.0.0.1:{port}");
+        loop {
+            let at = Instant::now();
+            let ready = http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            let written = match http.get(format!("{base}/metrics")).send().await {
+                Ok(r) => r.text().await.ok().map(|body| {
+                    common::metric(&body, "pipeline_stage_records_total{stage=\"sink\"}")
+                }),
+                Err(_) => None,
+            };
+            let rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|kb| kb.parse().ok())
+                })
+                .unwrap_or(0);
+            if let Some(written) = written {
+                samples.lock().expect("samples").push(Sample {
+                    at,
+                    ready,
+                    written,
+                    rss_kb,
+                });
+            } else if let Ok(mut s) = samples.lock() {
+                // No metrics answer: the daemon is not serving, which counts as not ready.
+                let written = s.last().map_or(0.0, |l| l.written);
+                s.push(Sample {
+                    at,
+                    ready: false,
+                    written,
+                    rss_kb,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// What one fault cost, from the samples of its window.
+#[derive(Debug)]
+struct Figures {
+    name: String,
+    unready: Duration,
+    longest_stall: Duration,
+    peak_rss_mb: f64,
+    window: Duration,
+}
+
+fn figures(name: &str, samples: &[Sample], from: Instant, to: Instant) -> Figures {
+    let window: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .collect();
+    let mut unready = Duration::ZERO;
+    let mut longest_stall = Duration::ZERO;
+    let mut last_progress = window.first().map_or(from, |s| s.at);
+    for pair in window.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if !a.ready {
+            unready += b.at - a.at;
+        }
+        if b.written > a.written {
+            last_progress = b.at;
+        }
+        longest_stall = longest_stall.max(b.at - last_progress);
+    }
+    Figures {
+        name: name.to_string(),
+        unready,
+        longest_stall,
+        peak_rss_mb: window.iter().map(|s| s.rss_kb).max().unwrap_or(0) as f64 / 1024.0,
+        window: to - from,
+    }
+}
+
+fn secs_from_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(std::env::var(name).ok().map_or(default, |v| {
+        v.parse().unwrap_or_else(|_| panic!("{name}: seconds"))
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack: `make test-cluster` (part of `make test`) runs it"]
+async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
+    let services = common::Services::cluster();
+    let down = secs_from_env("PIPELINE_TEST_CLUSTER_DOWN_SECS", 8);
+    let stop = secs_from_env("PIPELINE_TEST_CLUSTER_STOP_SECS", 12);
+    let rate: u32 = std::env::var("PIPELINE_TEST_CLUSTER_RATE").map_or(600, |v| {
+        v.parse().expect("PIPELINE_TEST_CLUSTER_RATE: users/s")
+    });
+    let records: u32 = std::env::var("PIPELINE_TEST_CLUSTER_RECORDS").map_or(150_000, |v| {
+        v.parse().expect("PIPELINE_TEST_CLUSTER_RECORDS")
+    });
+    let results = 100_u32;
+    let faults = ContentFaults::new(0.01, common::default_kinds());
+    let (api, _stop_emulator) = common::start_emulator(EmulatorConfig {
+        content: faults.clone(),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let mut s = common::Scenario::new_on("cluster", &api, services).await;
+    s.set("PIPELINE_SOURCE__RESULTS", results.to_string())
+        .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
+        .set(
+            "PIPELINE_SOURCE__REQUESTS_PER_SECOND",
+            format!("{}", f64::from(rate) / f64::from(results)),
+        )
+        .set("PIPELINE_KAFKA__PARTITIONS", "6")
+        .set("PIPELINE_KAFKA__REPLICATION_FACTOR", "3")
+        .set("PIPELINE_CASSANDRA__REPLICATION_FACTOR", "3")
+        .set("PIPELINE_CASSANDRA__CONSISTENCY", "local_quorum")
+        // Production-like backoff: it grows to 30 s during an outage.
+        .set("PIPELINE_RUNTIME__BACKOFF__INITIAL", "100ms")
+        .set("PIPELINE_RUNTIME__BACKOFF__MAX", "30s");
+    let log = common::log_path("cluster_faults");
+    let mut daemon = s.spawn(&["run", "--drain-and-exit"], &log);
+    daemon
+        .wait_for("/metrics", Duration::from_secs(120), |_, body| {
+            common::metric(body, "pipeline_stage_records_total{stage=\"sink\"}") >= 2_000.0
+        })
+        .await;
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    sample_forever(&daemon, Arc::clone(&samples));
+    let _resume = Resume(
+        [
+            "kafka1",
+            "kafka2",
+            "kafka3",
+            "cassandra1",
+            "cassandra2",
+            "cassandra3",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let settle = Duration::from_secs(3);
+    let mut windows = Vec::new();
+    let mut fault = |name: String, act: &dyn Fn()| {
+        let from = Instant::now();
+        println!("fault: {name}");
+        act();
+        std::thread::sleep(settle);
+        windows.push((name, from, Instant::now()));
+    };
+    let topic = s.topic.clone();
+
+    let broker = format!("kafka{}", leading_broker(&topic));
+    fault(
+        format!("kill -9 {broker} (leads most partitions), {down:?}, restart"),
+        &|| {
+            stack(&["kill9", &broker]);
+            std::thread::sleep(down);
+            stack(&["up", &broker]);
+        },
+    );
+    let broker = format!("kafka{}", leading_broker(&topic));
+    fault(
+        format!("SIGSTOP {broker} (leads most partitions) {stop:?}, SIGCONT"),
+        &|| {
+            stack(&["stop-signal", &broker, "STOP"]);
+            std::thread::sleep(stop);
+            stack(&["stop-signal", &broker, "CONT"]);
+            stack(&["up", &broker]);
+        },
+    );
+    fault(
+        format!("kill -9 cassandra1 (first contact point), {down:?}, restart"),
+        &|| {
+            stack(&["kill9", "cassandra1"]);
+            std::thread::sleep(down);
+            stack(&["up", "cassandra1"]);
+        },
+    );
+    fault(format!("SIGSTOP cassandra2 {stop:?}, SIGCONT"), &|| {
+        stack(&["stop-signal", "cassandra2", "STOP"]);
+        std::thread::sleep(stop);
+        stack(&["stop-signal", "cassandra2", "CONT"]);
+        stack(&["up", "cassandra2"]);
+    });
+    let broker = format!("kafka{}", leading_broker(&topic));
+    fault(
+        format!("kill -9 {broker} and cassandra3 together, {down:?}, restart both"),
+        &|| {
+            stack(&["kill9", &broker]);
+            stack(&["kill9", "cassandra3"]);
+            std::thread::sleep(down);
+            stack(&["up", &broker, "cassandra3"]);
+        },
+    );
+    let faults_done = Instant::now();
+
+    let code = daemon.wait(Duration::from_secs(600));
+    assert_eq!(code, 0, "daemon failed; log:\n{}", daemon.log_tail(60));
+    common::assert_no_panic(&log);
+    let samples = samples.lock().expect("samples").clone();
+    let load_until = samples
+        .iter()
+        .rev()
+        .find(|s| s.written < samples.last().map_or(0.0, |l| l.written))
+        .map_or(faults_done, |s| s.at);
+    let table: Vec<Figures> = windows
+        .iter()
+        .map(|(name, from, to)| figures(name, &samples, *from, *to))
+        .collect();
+    for f in &table {
+        println!(
+            "{:<75} window {:>5.1} s  /readyz not 200 {:>4.1} s  longest stall {:>4.1} s  peak RSS {:.1} MB",
+            f.name,
+            f.window.as_secs_f64(),
+            f.unready.as_secs_f64(),
+            f.longest_stall.as_secs_f64(),
+            f.peak_rss_mb
+        );
+    }
+    println!(
+        "load ran {:.1} s past the last fault",
+        load_until
+            .saturating_duration_since(faults_done)
+            .as_secs_f64()
+    );
+    chaos::assert_exact(&s, results, records, &faults).await;
+    assert!(
+        load_until >= faults_done,
+        "the load ended before the last fault: raise PIPELINE_TEST_CLUSTER_RECORDS"
+    );
+    for f in &table {
+        assert!(
+            f.unready < Duration::from_secs(2),
+            "{}: /readyz was not 200 for {:?} (RF 3 and quorum should hide one node)",
+            f.name,
+            f.unready
+        );
+    }
+}
