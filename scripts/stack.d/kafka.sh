@@ -106,8 +106,10 @@ kafka_write_configs() {
       NODE_ID="$KAFKA_NODE_ID" VOTERS="${KAFKA_VOTERS:-1@127.0.0.1:$KAFKA_CONTROLLER_PORT}" \
       INTERNAL_RF="$KAFKA_INTERNAL_RF" INTERNAL_MIN_ISR="$KAFKA_INTERNAL_MIN_ISR" \
       "${secrets[@]}"
-    render kafka/server-common.properties DATA="$data"
-    [[ $(kafka_major "$ver") -lt 4 ]] || render kafka/server-kafka4.properties
+    render kafka/server-common.properties DATA="$data" INTERNAL_RF="$KAFKA_INTERNAL_RF" \
+      INTERNAL_MIN_ISR="$KAFKA_INTERNAL_MIN_ISR"
+    [[ $(kafka_major "$ver") -lt 4 ]] ||
+      render kafka/server-kafka4.properties INTERNAL_RF="$KAFKA_INTERNAL_RF" INTERNAL_MIN_ISR="$KAFKA_INTERNAL_MIN_ISR"
   } >"$conf/server.properties.tmp"          # mode 600: secure mode puts passwords in it
   mv "$conf/server.properties.tmp" "$conf/server.properties"
 

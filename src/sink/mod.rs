@@ -189,18 +189,19 @@ where
     }
 }
 
-/// Runs an idempotent request, and up to twice more (after 50 ms, then 250 ms) after a
-/// transient failure that did not take `request_timeout`: a node dying under the request
-/// resets its connections, and for a moment the driver's plan may hold no node
-/// ("No nodes available in query plan!"). A fresh plan a moment later reaches a live node, so
-/// the stage is not restarted (and unready) for one lost node of a cluster.
+/// Runs an idempotent request, and up to four times more (after 50 ms, 250 ms, 1 s, 2 s) after
+/// a transient failure that did not take `request_timeout`: a node dying under the request
+/// resets its connections, and when it held the driver's control connection the plan holds no
+/// node for up to ~2 s ("No nodes available in query plan!", measured: a stage restart and
+/// 2 s unready with 300 ms of retries). A fresh plan later reaches a live node, so the stage
+/// is not restarted (and unready) for one lost node of a cluster.
 async fn once_more<T, F, Fut>(op: &'static str, request: F) -> Result<T, SinkError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, SinkError>>,
 {
     let mut result = request().await;
-    for pause in [50, 250] {
+    for pause in [50, 250, 1_000, 2_000] {
         match &result {
             Err(e) if e.is_retriable() && !matches!(e, SinkError::Timeout { .. }) => {
                 tracing::debug!(op, error = %e, pause_ms = pause, "cassandra: retrying on a fresh plan");
@@ -216,12 +217,14 @@ where
 /// How long a new schema may take to reach every node before the statements are prepared.
 const SCHEMA_AGREEMENT_LIMIT: Duration = Duration::from_secs(10);
 
-/// "table … does not exist" / "unconfigured table": the answer of a node the schema has not
-/// reached yet.
+/// "table … does not exist", "Keyspace … doesn't exist", "unconfigured table": the answer of
+/// a node a schema change has not reached yet.
 fn is_unknown_table(error: &cdrs_tokio::error::Error) -> bool {
     match error {
         cdrs_tokio::error::Error::Server { body, .. } => {
-            body.message.contains("does not exist") || body.message.contains("unconfigured table")
+            ["does not exist", "doesn't exist", "unconfigured table"]
+                .iter()
+                .any(|m| body.message.contains(m))
         }
         _ => false,
     }
@@ -555,18 +558,34 @@ impl CassandraSink {
                 ),
             ] {
                 // Not under request_timeout: a schema change on a cold node can take longer.
-                session.query(cql).await.map_err(|source| SinkError::Cql {
-                    op: "create schema",
-                    source: Box::new(source),
-                })?;
-            }
-            // On a cluster the change reaches the other nodes a moment later: a statement
-            // prepared on one of them before that fails with "table does not exist".
-            if !await_schema_agreement(&session, SCHEMA_AGREEMENT_LIMIT).await {
-                tracing::warn!(
-                    limit = ?SCHEMA_AGREEMENT_LIMIT,
-                    "cassandra: the nodes did not agree on one schema version in time (a node down?); preparing anyway"
-                );
+                // On a cluster a change reaches the other nodes a moment later: the next
+                // statement (round robin: another node) may not find the keyspace yet, so it
+                // is retried, and every change waits for the nodes to agree.
+                let deadline = tokio::time::Instant::now() + SCHEMA_AGREEMENT_LIMIT;
+                loop {
+                    match session.query(cql.clone()).await {
+                        Ok(_) => break,
+                        Err(source)
+                            if is_unknown_table(&source)
+                                && tokio::time::Instant::now() < deadline =>
+                        {
+                            tracing::debug!(error = %source, "cassandra schema: not there yet on this node; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(source) => {
+                            return Err(SinkError::Cql {
+                                op: "create schema",
+                                source: Box::new(source),
+                            });
+                        }
+                    }
+                }
+                if !await_schema_agreement(&session, SCHEMA_AGREEMENT_LIMIT).await {
+                    tracing::warn!(
+                        limit = ?SCHEMA_AGREEMENT_LIMIT,
+                        "cassandra: the nodes did not agree on one schema version in time (a node down?); going on"
+                    );
+                }
             }
         }
         let prepare = |cql: String| {

@@ -16,7 +16,7 @@
 //!
 //! It needs the cluster stack, so it is ignored in the shared run; `make test-cluster` (part
 //! of `make test`) starts the cluster and runs it; `scripts/chaos --cluster` runs it longer
-//! (`PIPELINE_TEST_CLUSTER_DOWN_SECS`, `_STOP_SECS`, `_RATE`, `_RECORDS`).
+//! (`PIPELINE_TEST_CLUSTER_DOWN_SECS`, `_STOP_SECS`, `_RATE`, `_RECORDS`; `_FAULTS` picks some).
 
 use crate::{chaos, common};
 
@@ -248,7 +248,18 @@ async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
     );
     let settle = Duration::from_secs(3);
     let mut windows = Vec::new();
-    let mut fault = |name: String, act: &dyn Fn()| {
+    // PIPELINE_TEST_CLUSTER_FAULTS: a comma-separated subset of broker-kill, broker-stop,
+    // cassandra-kill, cassandra-stop, both (default: all, in that order).
+    let wanted = std::env::var("PIPELINE_TEST_CLUSTER_FAULTS").ok();
+    let runs = |key: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w.split(',').any(|k| k == key))
+    };
+    let mut fault = |key: &str, name: String, act: &dyn Fn()| {
+        if !runs(key) {
+            return;
+        }
         let from = Instant::now();
         println!("fault: {name}");
         act();
@@ -259,6 +270,7 @@ async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
 
     let broker = format!("kafka{}", leading_broker(&topic));
     fault(
+        "broker-kill",
         format!("kill -9 {broker} (leads most partitions), {down:?}, restart"),
         &|| {
             stack(&["kill9", &broker]);
@@ -268,6 +280,7 @@ async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
     );
     let broker = format!("kafka{}", leading_broker(&topic));
     fault(
+        "broker-stop",
         format!("SIGSTOP {broker} (leads most partitions) {stop:?}, SIGCONT"),
         &|| {
             stack(&["stop-signal", &broker, "STOP"]);
@@ -277,6 +290,7 @@ async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
         },
     );
     fault(
+        "cassandra-kill",
         format!("kill -9 cassandra1 (first contact point), {down:?}, restart"),
         &|| {
             stack(&["kill9", "cassandra1"]);
@@ -284,14 +298,19 @@ async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
             stack(&["up", "cassandra1"]);
         },
     );
-    fault(format!("SIGSTOP cassandra2 {stop:?}, SIGCONT"), &|| {
-        stack(&["stop-signal", "cassandra2", "STOP"]);
-        std::thread::sleep(stop);
-        stack(&["stop-signal", "cassandra2", "CONT"]);
-        stack(&["up", "cassandra2"]);
-    });
+    fault(
+        "cassandra-stop",
+        format!("SIGSTOP cassandra2 {stop:?}, SIGCONT"),
+        &|| {
+            stack(&["stop-signal", "cassandra2", "STOP"]);
+            std::thread::sleep(stop);
+            stack(&["stop-signal", "cassandra2", "CONT"]);
+            stack(&["up", "cassandra2"]);
+        },
+    );
     let broker = format!("kafka{}", leading_broker(&topic));
     fault(
+        "both",
         format!("kill -9 {broker} and cassandra3 together, {down:?}, restart both"),
         &|| {
             stack(&["kill9", &broker]);
