@@ -391,7 +391,13 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                 let mut ok = true;
                 for (service, result) in results {
                     match result {
-                        Ok(detail) => eprintln!("  {service:<10} ok    {detail}"),
+                        Ok(detail) => {
+                            let mut lines = detail.lines();
+                            eprintln!("  {service:<10} ok    {}", lines.next().unwrap_or(""));
+                            for line in lines {
+                                eprintln!("  {:<10}       {line}", "");
+                            }
+                        }
                         Err(e) => {
                             ok = false;
                             eprintln!("  {service:<10} FAIL  {e}");

@@ -5,6 +5,7 @@
 mod common;
 
 mod chaos;
+mod cluster;
 mod daemon;
 mod e2e;
 mod emulator;
