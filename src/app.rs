@@ -190,6 +190,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             progress: Arc::clone(&progress),
             board: Arc::clone(&board),
             up: consumer_up,
+            membership: Arc::default(),
         };
         Some(supervisor.run(consumers, consumer_token.clone()))
     } else {

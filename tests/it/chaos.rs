@@ -607,10 +607,9 @@ async fn ready_within_2s_of_a_service_returning_after_a_long_outage() {
             "PIPELINE_CASSANDRA__CONTACT_POINTS",
             format!("[\"127.0.0.1:{}\"]", cassandra.port),
         )
-        // A static split: what is timed is the supervisor's return, not a group rejoin (in
-        // group mode the restarted consumer also rejoins its group: +1–3.5 s measured on a
-        // loaded box; docs/reliability.md).
-        .set("PIPELINE_CONSUMER__ASSIGNMENT", "static")
+        // Group mode (the default): a sink failure must not cost a rejoin (the member is
+        // held across the consumer's restart, src/consume/membership.rs).
+        .set("PIPELINE_CONSUMER__ASSIGNMENT", "group")
         // The defaults: the backoff grows to 30 s during a long outage.
         .set("PIPELINE_RUNTIME__BACKOFF__INITIAL", "100ms")
         .set("PIPELINE_RUNTIME__BACKOFF__MAX", "30s");
@@ -625,6 +624,11 @@ async fn ready_within_2s_of_a_service_returning_after_a_long_outage() {
 
     let mut figures = Vec::new();
     for (name, proxy) in [("cassandra", &cassandra), ("postgres", &postgres)] {
+        let member_before = crate::groups::group_of(&daemon).await;
+        assert!(
+            member_before.is_some(),
+            "no group member before the {name} outage"
+        );
         proxy.down();
         let went_down = until_readyz(&daemon, 503, outage).await;
         tokio::time::sleep(outage.saturating_sub(went_down)).await;
@@ -635,6 +639,14 @@ async fn ready_within_2s_of_a_service_returning_after_a_long_outage() {
             back.as_secs_f64()
         );
         figures.push((name, back));
+        // The same member in the same generation: no leave, no rejoin.
+        let member_after = crate::groups::group_of(&daemon).await;
+        assert_eq!(
+            member_after,
+            member_before,
+            "{name}: the consumer rejoined its group; log:\n{}",
+            daemon.log_tail(40)
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let code = daemon.wait(Duration::from_secs(240));

@@ -74,7 +74,7 @@ fn spawn(s: &common::Scenario, name: &str) -> common::Daemon {
 }
 
 /// The daemon's group view from `/api/status`: (member id, generation, partitions).
-async fn group_of(d: &common::Daemon) -> Option<(String, i64, Vec<i32>)> {
+pub(crate) async fn group_of(d: &common::Daemon) -> Option<(String, i64, Vec<i32>)> {
     let (status, body) = d.get("/api/status").await?;
     if status != 200 {
         return None;
