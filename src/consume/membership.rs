@@ -34,13 +34,13 @@ use crate::group::{Assignment, GroupMembership, Heartbeat, error_name};
 use crate::telemetry::Metrics;
 
 /// A member and the assignment of the generation it consumed.
-pub(crate) struct Held {
+pub struct Held {
     pub member: Arc<dyn GroupMembership>,
     pub assignment: Assignment,
 }
 
 /// How long and how often a held member heartbeats, and what it reports to.
-pub(crate) struct HoldSettings {
+pub struct HoldSettings {
     /// `consumer.heartbeat_interval`.
     pub heartbeat: Duration,
     /// `consumer.rebalance_timeout`: the longest a member holds partitions it does not consume.
@@ -75,7 +75,7 @@ impl std::fmt::Debug for HeldMembership {
 impl HeldMembership {
     /// The held member and assignment, if the member is still in its generation as far as
     /// the last heartbeat knew (the next run's heartbeats and fenced commits tell the rest).
-    pub(crate) async fn take(&self) -> Option<Held> {
+    pub async fn take(&self) -> Option<Held> {
         let keeper = self.keeper.lock().await.take()?;
         keeper.resume.cancel();
         match keeper.task.await {
@@ -89,7 +89,7 @@ impl HeldMembership {
 
     /// Keeps `held` in the group (heartbeats) until [`Self::take`], the end of its
     /// generation, `settings.limit`, or the daemon's stop; the last three leave the group.
-    pub(crate) async fn hold(&self, held: Held, settings: HoldSettings) {
+    pub async fn hold(&self, held: Held, settings: HoldSettings) {
         let resume = CancellationToken::new();
         let task = tokio::spawn(keep(held, settings, resume.clone()));
         let previous = self.keeper.lock().await.replace(Keeper { resume, task });

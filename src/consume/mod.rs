@@ -25,8 +25,7 @@
 pub(crate) mod config;
 mod membership;
 
-pub use membership::HeldMembership;
-use membership::{Held, HoldSettings};
+pub use membership::{Held, HeldMembership, HoldSettings};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
