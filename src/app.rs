@@ -384,22 +384,34 @@ pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, Strin
             topics.len(),
             view.cluster_id.as_deref().unwrap_or("?"),
             view.brokers.len(),
-            view.controller
+            view.active_controller()
         )];
         lines.extend(view.report_lines(&with_min_isr));
         Ok::<_, String>(lines.join("\n"))
     };
     out.push(("kafka".to_string(), kafka.await));
     let cassandra = async {
-        let _sink = CassandraSink::connect(&config.cassandra)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut lines = vec![format!("keyspace {} ready", config.cassandra.keyspace)];
-        match crate::sink::nodes::cluster(&config.cassandra).await {
-            Ok(cluster) => lines.extend(cluster.report_lines(&config.cassandra.keyspace)),
-            Err(e) => lines.push(format!("cluster: cannot read the nodes: {e}")),
-        }
-        Ok::<_, String>(lines.join("\n"))
+        let sink = CassandraSink::connect(&config.cassandra).await;
+        // The nodes also when the sink cannot start (a missing keyspace, a node down).
+        let nodes = match crate::sink::nodes::cluster(&config.cassandra).await {
+            Ok(cluster) => cluster.report_lines(&config.cassandra.keyspace),
+            Err(e) => vec![format!("cluster: cannot read the nodes: {e}")],
+        };
+        let first = match sink {
+            Ok(_) => format!("keyspace {} ready", config.cassandra.keyspace),
+            Err(e) => {
+                return Err(std::iter::once(e.to_string())
+                    .chain(nodes)
+                    .collect::<Vec<_>>()
+                    .join("\n"));
+            }
+        };
+        Ok::<_, String>(
+            std::iter::once(first)
+                .chain(nodes)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     };
     out.push(("cassandra".to_string(), cassandra.await));
     let api = async {

@@ -7,16 +7,22 @@
 //! and [`KafkaError::is_retriable`] treat them like any other rskafka error.
 //!
 //! Versions: Metadata v9, CreateTopics v5, DescribeConfigs v2 (all served by Kafka 2.4
-//! through 4.x).
+//! through 4.x), DescribeQuorum v0 (KRaft clusters, Kafka 3.3+).
+//!
+//! Under KRaft a broker answers Metadata with a *random* live broker as the controller id
+//! (the real controller is the leader of the metadata quorum, possibly not a broker), so the
+//! controller shown is DescribeQuorum's leader, which brokers forward to the quorum;
+//! Metadata's id only counts on a ZooKeeper cluster, where DescribeQuorum does not exist.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeConfigsRequest, MetadataRequest, TopicName,
+    CreateTopicsRequest, DescribeConfigsRequest, DescribeQuorumRequest, MetadataRequest, TopicName,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     describe_configs_request::DescribeConfigsResource,
+    describe_quorum_request::{PartitionData, TopicData},
     metadata_request::MetadataRequestTopic,
 };
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
@@ -29,6 +35,9 @@ use super::KafkaError;
 const METADATA: i16 = 9;
 const CREATE_TOPICS: i16 = 5;
 const DESCRIBE_CONFIGS: i16 = 2;
+const DESCRIBE_QUORUM: i16 = 0;
+/// The KRaft metadata log, whose leader is the active controller.
+const METADATA_LOG: &str = "__cluster_metadata";
 /// DescribeConfigs' resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
 
@@ -63,8 +72,12 @@ pub struct PartitionPlacement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
     pub cluster_id: Option<String>,
-    /// -1 when the broker does not say.
+    /// Metadata's controller id (-1 when the broker does not say): a random live broker under
+    /// KRaft, see the module doc.
     pub controller: i32,
+    /// The KRaft metadata quorum's leader, the active controller (none: a ZooKeeper cluster,
+    /// or the quorum did not answer).
+    pub quorum_leader: Option<i32>,
     pub brokers: Vec<Broker>,
     /// Topic → its partitions by index (absent: the topic does not exist).
     pub topics: BTreeMap<String, Vec<PartitionPlacement>>,
@@ -159,6 +172,7 @@ pub async fn cluster(
     let mut view = ClusterView {
         cluster_id: r.cluster_id.map(|c| c.to_string()),
         controller: r.controller_id.0,
+        quorum_leader: None,
         brokers: r
             .brokers
             .iter()
@@ -193,7 +207,39 @@ pub async fn cluster(
         partitions.sort_by_key(|p| p.partition);
         view.topics.insert(name.0.to_string(), partitions);
     }
+    view.quorum_leader = quorum_leader(client, timeout).await;
     Ok(view)
+}
+
+/// The KRaft quorum's leader, or none when the cluster does not answer DescribeQuorum (a
+/// ZooKeeper cluster; on a connection of its own, as a broker may close one on an unknown
+/// request).
+async fn quorum_leader(client: &Client, timeout: Duration) -> Option<i32> {
+    let conn = connection(client, None, "describe quorum", timeout)
+        .await
+        .ok()?;
+    let mut partition = PartitionData::default();
+    partition.partition_index = 0;
+    let mut topic = TopicData::default();
+    topic.topic_name = TopicName(str_bytes(METADATA_LOG));
+    topic.partitions = vec![partition];
+    let mut request = DescribeQuorumRequest::default();
+    request.topics = vec![topic];
+    let r = send(&conn, &request, DESCRIBE_QUORUM, "describe quorum", timeout)
+        .await
+        .ok()?;
+    if r.error_code != 0 {
+        return None;
+    }
+    let p = r.topics.first()?.partitions.first()?;
+    (p.error_code == 0 && p.leader_id.0 >= 0).then_some(p.leader_id.0)
+}
+
+impl ClusterView {
+    /// The active controller: the KRaft quorum's leader, else Metadata's controller id.
+    pub fn active_controller(&self) -> i32 {
+        self.quorum_leader.unwrap_or(self.controller)
+    }
 }
 
 /// Creates `topic` with `configs` (name → value) on the controller.
@@ -309,6 +355,7 @@ impl ClusterView {
     /// ISR, flagged when the ISR is short of the replicas or of the minimum.
     pub fn report_lines(&self, topics: &[(&str, Option<i32>)]) -> Vec<String> {
         let mut lines = Vec::new();
+        let controller = self.active_controller();
         for b in &self.brokers {
             lines.push(format!(
                 "broker {} {}:{}{}{}",
@@ -318,11 +365,16 @@ impl ClusterView {
                 b.rack
                     .as_ref()
                     .map_or(String::new(), |r| format!(" rack {r}")),
-                if b.id == self.controller {
+                if b.id == controller {
                     " (controller)"
                 } else {
                     ""
                 }
+            ));
+        }
+        if !self.brokers.iter().any(|b| b.id == controller) {
+            lines.push(format!(
+                "controller {controller} (a KRaft controller that is not a broker)"
             ));
         }
         for (topic, min_isr) in topics {
@@ -396,7 +448,9 @@ mod tests {
     fn report_names_the_controller_and_flags_short_isrs() {
         let view = ClusterView {
             cluster_id: Some("c".into()),
-            controller: 2,
+            // Metadata's random pick under KRaft; the quorum leader wins.
+            controller: 3,
+            quorum_leader: Some(2),
             brokers: (1..=3)
                 .map(|id| Broker {
                     id,
@@ -445,5 +499,29 @@ mod tests {
             lines[7]
         );
         assert_eq!(lines[8], "topic missing: does not exist yet");
+        // Dedicated KRaft controllers: the leader is no broker.
+        let dedicated = ClusterView {
+            quorum_leader: Some(3000),
+            topics: BTreeMap::new(),
+            ..view.clone()
+        };
+        let lines = dedicated.report_lines(&[]);
+        assert!(
+            lines.iter().all(|l| !l.ends_with("(controller)")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[3],
+            "controller 3000 (a KRaft controller that is not a broker)"
+        );
+        // ZooKeeper: no quorum, Metadata's controller id.
+        let zk = ClusterView {
+            quorum_leader: None,
+            ..view
+        };
+        assert_eq!(
+            zk.report_lines(&[])[2],
+            "broker 3 127.0.0.1:9093 (controller)"
+        );
     }
 }
