@@ -557,11 +557,11 @@ async fn sigterm_under_load_exits_0_within_the_deadline_and_restart_loses_nothin
     assert_exact(&s, results, records, &faults).await;
 }
 
-/// Waits (polling every 50 ms) until `/readyz` answers `want`; returns how long it took.
 /// `consumer.rebalance_timeout`'s default: how long a consumer holds its group membership
 /// while it cannot run (src/consume/membership.rs).
 const HOLD_LIMIT: Duration = Duration::from_secs(30);
 
+/// Waits (polling every 50 ms) until `/readyz` answers `want`; returns how long it took.
 async fn until_readyz(daemon: &common::Daemon, want: u16, timeout: Duration) -> Duration {
     let started = Instant::now();
     loop {
@@ -602,8 +602,12 @@ async fn ready_within_2s_of_a_service_returning_after_a_long_outage() {
     let postgres = common::Outage::start(common::postgres_addr(&s.db_url)).await;
     let cassandra = common::Outage::start(common::cassandra_contact()).await;
     let via_proxy = common::postgres_url_via(&s.db_url, postgres.port);
-    let (results, records) = (100_u32, 50_000_u32);
-    // 1,000 users/s: the ingest outlasts the first outage and runs into the second.
+    // 1,000 users/s: the ingest outlasts the first outage and runs into the second (more
+    // records for a longer outage, else the daemon drains and exits before the second).
+    let records = u32::try_from((outage.as_secs() * 2 + 10) * 1000)
+        .unwrap_or(u32::MAX)
+        .max(50_000);
+    let results = 100_u32;
     s.set("PIPELINE_SOURCE__RESULTS", results.to_string())
         .set("PIPELINE_SOURCE__MAX_RECORDS", records.to_string())
         .set("PIPELINE_SOURCE__REQUESTS_PER_SECOND", "10")
