@@ -190,6 +190,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(Outcome, RunRep
             progress: Arc::clone(&progress),
             board: Arc::clone(&board),
             up: consumer_up,
+            membership: Arc::default(),
         };
         Some(supervisor.run(consumers, consumer_token.clone()))
     } else {
@@ -336,7 +337,8 @@ pub async fn migrate(config: &Config) -> Result<(), String> {
     landing::migrate(&pool).await.map_err(|e| e.to_string())
 }
 
-/// `pipeline check --connect`: reaches each service, returns one line per service.
+/// `pipeline check --connect`: each service's answer (lines after the first detail what Kafka and
+/// Cassandra show of their clusters), or why it did not answer.
 pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, String>)> {
     let mut out = Vec::new();
     let pg = async {
@@ -349,24 +351,67 @@ pub async fn check_connect(config: &Config) -> Vec<(String, Result<String, Strin
     };
     out.push(("postgres".to_string(), pg.await));
     let kafka = async {
-        let client = kafka::connect(&config.kafka)
+        let k = &config.kafka;
+        let client = kafka::connect(k).await.map_err(|e| e.to_string())?;
+        let topics = kafka::deadline("list topics", k.request_timeout, client.list_topics())
             .await
             .map_err(|e| e.to_string())?;
-        let topics = kafka::deadline(
-            "list topics",
-            config.kafka.request_timeout,
-            client.list_topics(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>(format!("{} topics", topics.len()))
+        let names = [k.topic.as_str(), config.dlq.topic.as_str()];
+        let view = kafka::admin::cluster(&client, &names, k.request_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut with_min_isr = Vec::new();
+        for topic in names {
+            // The topic's own value (what the broker enforces), else what we would create.
+            let min_isr = if view.topics.contains_key(topic) {
+                kafka::admin::topic_configs(
+                    &client,
+                    topic,
+                    &[kafka::admin::MIN_INSYNC_REPLICAS],
+                    k.request_timeout,
+                )
+                .await
+                .ok()
+                .and_then(|c| c.get(kafka::admin::MIN_INSYNC_REPLICAS).cloned().flatten())
+                .and_then(|v| v.parse().ok())
+            } else {
+                k.min_insync_replicas.map(i32::from)
+            };
+            with_min_isr.push((topic, min_isr));
+        }
+        let mut lines = vec![format!(
+            "{} topics; cluster {} with {} broker(s), controller {}",
+            topics.len(),
+            view.cluster_id.as_deref().unwrap_or("?"),
+            view.brokers.len(),
+            view.active_controller()
+        )];
+        lines.extend(view.report_lines(&with_min_isr));
+        Ok::<_, String>(lines.join("\n"))
     };
     out.push(("kafka".to_string(), kafka.await));
     let cassandra = async {
-        let _sink = CassandraSink::connect(&config.cassandra)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(format!("keyspace {} ready", config.cassandra.keyspace))
+        let sink = CassandraSink::connect(&config.cassandra).await;
+        // The nodes also when the sink cannot start (a missing keyspace, a node down).
+        let nodes = match crate::sink::nodes::cluster(&config.cassandra).await {
+            Ok(cluster) => cluster.report_lines(&config.cassandra.keyspace),
+            Err(e) => vec![format!("cluster: cannot read the nodes: {e}")],
+        };
+        let first = match sink {
+            Ok(_) => format!("keyspace {} ready", config.cassandra.keyspace),
+            Err(e) => {
+                return Err(std::iter::once(e.to_string())
+                    .chain(nodes)
+                    .collect::<Vec<_>>()
+                    .join("\n"));
+            }
+        };
+        Ok::<_, String>(
+            std::iter::once(first)
+                .chain(nodes)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     };
     out.push(("cassandra".to_string(), cassandra.await));
     let api = async {

@@ -27,13 +27,13 @@
 //! - [`outbox`]: the outbox's read, acknowledge and backlog, wake-ups.
 //! - [`relay`]: outbox → Kafka.
 //! - [`lease`]: the relay and source leases (one holder per database among daemons).
-//! - [`kafka`]: client construction, topics, partitioning.
+//! - [`kafka`]: client construction, topics (with their configs), partitioning, the cluster view.
 //! - [`registry`]: the value schema in a Confluent-compatible schema registry; `json_sr`
 //!   framing.
-//! - [`consume`]: per-partition consumers, dead letters.
+//! - [`consume`]: per-partition consumers, dead letters, the group member held across restarts.
 //! - [`group`]: Kafka consumer groups (membership, sticky assignment, offset commits).
 //! - [`dlq`]: dead letters: the record with its reason headers, and the topic's settings.
-//! - [`sink`]: Cassandra schema, writes and the offset store.
+//! - [`sink`]: Cassandra schema, writes, the offset store, the nodes as `check` reports them.
 //! - [`replay`]: `pipeline replay --from landing|kafka` and `pipeline dlq redrive`.
 //! - [`supervise`]: restart with backoff, fatal stop, readiness.
 //! - [`telemetry`]: metrics, HTTP endpoints, the status page and `/api/status`

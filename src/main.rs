@@ -391,10 +391,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                 let mut ok = true;
                 for (service, result) in results {
                     match result {
-                        Ok(detail) => eprintln!("  {service:<10} ok    {detail}"),
+                        Ok(detail) => print_service(&service, "ok  ", &detail),
                         Err(e) => {
                             ok = false;
-                            eprintln!("  {service:<10} FAIL  {e}");
+                            print_service(&service, "FAIL", &e);
                         }
                     }
                 }
@@ -465,6 +465,15 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                 }
             }
         }
+    }
+}
+
+/// One `check --connect` answer: the first line beside the service, the rest indented below.
+fn print_service(service: &str, verdict: &str, detail: &str) {
+    let mut lines = detail.lines();
+    eprintln!("  {service:<10} {verdict}  {}", lines.next().unwrap_or(""));
+    for line in lines {
+        eprintln!("  {:<10}       {line}", "");
     }
 }
 

@@ -23,6 +23,9 @@
 //! dead-lettered for it). Dead letters carry the record's original bytes, frame included.
 
 pub(crate) mod config;
+mod membership;
+
+pub use membership::{Held, HeldMembership, HoldSettings};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -195,6 +198,9 @@ pub struct ConsumerStage {
     pub board: Arc<StatusBoard>,
     /// Cancelled once partitions are assigned and consumed: the source waits for it.
     pub up: CancellationToken,
+    /// The group member between runs: a restart after a sink failure resumes it instead of
+    /// leaving and rejoining the group (`membership`).
+    pub membership: Arc<HeldMembership>,
 }
 
 impl Stage for ConsumerStage {
@@ -226,6 +232,7 @@ impl Stage for ConsumerStage {
             metrics: self.metrics.clone(),
             latency: Arc::clone(&self.latency),
             progress: Arc::clone(&self.progress),
+            membership: Arc::clone(&self.membership),
         };
         run_consumers(consumers, ctx.token.clone(), || {
             ctx.set_ready();
@@ -243,9 +250,15 @@ pub struct Consumers<S: RowSink> {
     pub metrics: Metrics,
     pub latency: Arc<LatencyRecorder>,
     pub progress: Arc<Progress>,
+    /// Where the group member waits between runs (assignment = "group").
+    pub membership: Arc<HeldMembership>,
 }
 
 /// The consumer stage: connects, assigns, and runs one task per partition until `token`.
+///
+/// In group mode the member of a previous run, held since that run failed, is resumed with
+/// its assignment; after a retriable failure the member is held again (see `membership`),
+/// after a clean stop or a fatal error it leaves the group.
 ///
 /// # Errors
 /// The first partition failure (all partitions then restart from their stored offsets).
@@ -261,30 +274,73 @@ pub async fn run_consumers<S: RowSink>(
         metrics,
         latency,
         progress,
+        membership,
     } = stage;
     let k = &config.kafka;
-    let count = kafka::ensure_topic(&client, k, &k.topic).await?;
-    let dlq_partitions = kafka::ensure_topic(&client, k, &config.dlq.topic).await?;
     let c = &config.consumer;
+    // Taken back first: while the topic checks below run, nobody heartbeats for it (the
+    // next heartbeat comes from `run_group` at once).
+    let held = match c.assignment {
+        Assignment::Static => None,
+        Assignment::Group => membership.take().await,
+    };
+    let (held_member, mut resume) = match held {
+        Some(Held { member, assignment }) => (Some(member), Some(assignment)),
+        None => (None, None),
+    };
+    let topics = async {
+        let count = kafka::ensure_topic(&client, k, &k.topic).await?;
+        let dlq_partitions = kafka::ensure_topic(&client, k, &config.dlq.topic).await?;
+        Ok::<_, StageError>((count, dlq_partitions))
+    };
+    let (count, dlq_partitions) = match topics.await {
+        Ok(counts) => counts,
+        Err(e) => {
+            if let (Some(member), Some(assignment)) = (held_member, resume) {
+                let settings = hold_settings(&config, &token, &progress, &metrics);
+                membership.hold(Held { member, assignment }, settings).await;
+            }
+            return Err(e);
+        }
+    };
+    if resume
+        .as_ref()
+        .is_some_and(|a| a.partitions.iter().any(|p| *p >= count))
+    {
+        // The topic changed under the held assignment: join afresh.
+        resume = None;
+    }
     let member: Option<Arc<dyn GroupMembership>> = match c.assignment {
         Assignment::Static => None,
-        Assignment::Group => Some(Arc::new(group::Member::new(
-            Arc::clone(&client),
-            &c.group,
-            &k.topic,
-            group::Timeouts {
-                session: c.session_timeout,
-                rebalance: c.rebalance_timeout,
-                heartbeat: c.heartbeat_interval,
-            },
-            k.request_timeout,
-        ))),
+        Assignment::Group => Some(held_member.unwrap_or_else(|| {
+            Arc::new(group::Member::new(
+                Arc::clone(&client),
+                &c.group,
+                &k.topic,
+                group::Timeouts {
+                    session: c.session_timeout,
+                    rebalance: c.rebalance_timeout,
+                    heartbeat: c.heartbeat_interval,
+                },
+                k.request_timeout,
+            ))
+        })),
     };
     let schemas = if config.schema_registry.enabled() {
-        Some(Arc::new(SchemaRegistry::new(
+        match SchemaRegistry::new(
             &config.schema_registry,
             metrics.schema_registry_errors.clone(),
-        )?))
+        ) {
+            Ok(registry) => Some(Arc::new(registry)),
+            Err(e) => {
+                if let Some(member) = &member {
+                    // Not resumed: leave as a run that ends on this error would.
+                    let _ = tokio::time::timeout(k.request_timeout, member.leave()).await;
+                    membership::forget(&progress, &metrics);
+                }
+                return Err(e.into());
+            }
+        }
     } else {
         None
     };
@@ -310,19 +366,26 @@ pub async fn run_consumers<S: RowSink>(
         progress,
     });
     if let Some(member) = member {
-        let result = run_group(&deps, member.as_ref(), count, &token, &mark_ready).await;
-        // Within a bound: a dead coordinator must not hold the shutdown.
-        let leave = tokio::time::timeout(k.request_timeout, member.leave()).await;
-        if leave.is_err() {
-            tracing::warn!("leave group: no answer (the session timeout will remove the member)");
+        let (result, standing) =
+            run_group(&deps, member.as_ref(), count, &token, &mark_ready, resume).await;
+        let retriable = result.as_ref().err().is_some_and(StageError::is_retriable);
+        match standing {
+            // The stage will be restarted: the member stays in the group meanwhile.
+            Some(assignment) if retriable && !token.is_cancelled() => {
+                let settings = hold_settings(&config, &token, &deps.progress, &deps.metrics);
+                membership.hold(Held { member, assignment }, settings).await;
+            }
+            _ => {
+                // Within a bound: a dead coordinator must not hold the shutdown.
+                let leave = tokio::time::timeout(k.request_timeout, member.leave()).await;
+                if leave.is_err() {
+                    tracing::warn!(
+                        "leave group: no answer (the session timeout will remove the member)"
+                    );
+                }
+                membership::forget(&deps.progress, &deps.metrics);
+            }
         }
-        deps.progress.update_group(|g| {
-            g.member_id.clear();
-            g.partitions.clear();
-        });
-        let gm = &deps.metrics.group;
-        gm.assigned_partitions.set(0);
-        gm.member.reset();
         return result;
     }
     let assigned = assigned_partitions(count, config.consumer.instance, config.consumer.instances);
@@ -805,26 +868,55 @@ enum Generation {
 
 type PartitionTasks = tokio::task::JoinSet<(i32, Result<(), StageError>)>;
 
-/// Group mode: join, run the assigned partitions while heartbeating, and on a rebalance stop
-/// them all (in-flight batches still commit under the old generation, which the coordinator
-/// accepts until the group moves on) and rejoin. Eager: every partition pauses in a
-/// rebalance; the sticky assignor gives most of them back to the same member.
+fn hold_settings(
+    config: &Config,
+    token: &CancellationToken,
+    progress: &Arc<Progress>,
+    metrics: &Metrics,
+) -> HoldSettings {
+    HoldSettings {
+        heartbeat: config.consumer.heartbeat_interval,
+        limit: config.consumer.rebalance_timeout,
+        leave_timeout: config.kafka.request_timeout,
+        token: token.clone(),
+        progress: Arc::clone(progress),
+        metrics: metrics.clone(),
+    }
+}
+
+/// Group mode: join (or resume the assignment held since the previous run), run the assigned
+/// partitions while heartbeating, and on a rebalance stop them all (in-flight batches still
+/// commit under the old generation, which the coordinator accepts until the group moves on)
+/// and rejoin. Eager: every partition pauses in a rebalance; the sticky assignor gives most
+/// of them back to the same member.
+///
+/// Returns, besides the outcome, the assignment whose generation still stands when a
+/// partition or an offset fetch failed (the caller holds the member for the next run), none
+/// when the generation ended or was never reached.
 async fn run_group<S: RowSink>(
     deps: &Arc<ConsumerDeps<S>>,
     member: &dyn GroupMembership,
     count: i32,
     token: &CancellationToken,
     mark_ready: &impl Fn(),
-) -> Result<(), StageError> {
+    mut resume: Option<group::Assignment>,
+) -> (Result<(), StageError>, Option<group::Assignment>) {
     let c = &deps.config.consumer;
     let gm = &deps.metrics.group;
     let mut previous: Vec<i32> = Vec::new();
     let mut ready = false;
     loop {
         let started = Instant::now();
-        let assignment = tokio::select! {
-            a = member.join(count) => a?,
-            () = token.cancelled() => return Ok(()),
+        let resumed = resume.is_some();
+        let assignment = match resume.take() {
+            Some(a) => a,
+            None => tokio::select! {
+                a = member.join(count) => match a {
+                    Ok(a) => a,
+                    Err(e) => return (Err(e.into()), None),
+                },
+                () = token.cancelled() => return (Ok(()), None),
+            },
         };
         let gained: Vec<i32> = assignment
             .partitions
@@ -845,10 +937,13 @@ async fn run_group<S: RowSink>(
             partitions = ?assignment.partitions,
             gained = ?gained,
             lost = ?lost,
+            resumed,
             took_ms = started.elapsed().as_millis() as u64,
             "group assignment"
         );
-        gm.rebalances.inc();
+        if !resumed {
+            gm.rebalances.inc();
+        }
         gm.generation.set(i64::from(assignment.generation));
         gm.assigned_partitions
             .set(i64::try_from(assignment.partitions.len()).unwrap_or_default());
@@ -862,7 +957,9 @@ async fn run_group<S: RowSink>(
             g.generation = assignment.generation;
             g.leader = assignment.leader;
             g.partitions.clone_from(&assignment.partitions);
-            g.rebalances += 1;
+            if !resumed {
+                g.rebalances += 1;
+            }
         });
         for p in &lost {
             let _ = deps
@@ -871,7 +968,10 @@ async fn run_group<S: RowSink>(
                 .remove_label_values(&[&p.to_string()]);
         }
         deps.progress.retain(&assignment.partitions);
-        let committed = member.committed(&assignment.partitions).await?;
+        let committed = match member.committed(&assignment.partitions).await {
+            Ok(committed) => committed,
+            Err(e) => return (Err(e.into()), Some(assignment)),
+        };
         let fence = Arc::new(Fence {
             member_id: assignment.member_id.clone(),
             generation: assignment.generation,
@@ -904,10 +1004,13 @@ async fn run_group<S: RowSink>(
                 }
             }
         }
-        match (outcome?, failure) {
-            (_, Some(e)) => return Err(e),
-            (Generation::Shutdown, None) => return Ok(()),
-            (Generation::Rejoin, None) => previous = assignment.partitions,
+        match (outcome, failure) {
+            // A partition failed (the sink, a fetch) while the generation stood.
+            (Err(e), _) => return (Err(e), Some(assignment)),
+            (Ok(Generation::Rejoin), Some(e)) => return (Err(e), None),
+            (Ok(Generation::Shutdown), Some(e)) => return (Err(e), Some(assignment)),
+            (Ok(Generation::Shutdown), None) => return (Ok(()), None),
+            (Ok(Generation::Rejoin), None) => previous = assignment.partitions,
         }
     }
 }

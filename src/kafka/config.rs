@@ -67,6 +67,10 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of created topics, >= 1. Default 1.
     pub replication_factor: i16,
+    /// `min.insync.replicas` of created topics (`topic` and `dlq.topic`), 1..=
+    /// `replication_factor`; an existing topic whose value differs gets a warning at start.
+    /// Unset: the broker's default. Default none.
+    pub min_insync_replicas: Option<i16>,
     /// Compression of produced batches: none, gzip, lz4, snappy, zstd. Default "lz4".
     pub compression: CompressionKind,
     /// Deadline for one Kafka request, > 0 (rskafka alone would retry forever). Default "30s".
@@ -105,6 +109,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             partitions: 3,
             replication_factor: 1,
+            min_insync_replicas: None,
             compression: CompressionKind::Lz4,
             request_timeout: Duration::from_secs(30),
             client_id: "pipeline".into(),
@@ -132,6 +137,18 @@ impl KafkaConfig {
         check_topic("kafka.topic", &k.topic)?;
         check_range("kafka.partitions", k.partitions, 1..=10_000)?;
         check_at_least("kafka.replication_factor", k.replication_factor, 1)?;
+        if let Some(min_isr) = k.min_insync_replicas {
+            check_at_least("kafka.min_insync_replicas", min_isr, 1)?;
+            if min_isr > k.replication_factor {
+                return Err(ConfigError::key(
+                    "kafka.min_insync_replicas",
+                    format!(
+                        "{min_isr} is more than kafka.replication_factor ({}): no write could ever be acknowledged",
+                        k.replication_factor
+                    ),
+                ));
+            }
+        }
         check_non_zero("kafka.request_timeout", k.request_timeout)?;
         check_range(
             "kafka.max_message_bytes",
@@ -187,6 +204,22 @@ mod tests {
                 .expect("valid");
         assert_eq!(config.kafka.bootstrap.len(), 2);
         assert_eq!(config.kafka.compression, super::CompressionKind::Zstd);
+        assert_eq!(config.kafka.min_insync_replicas, None);
+        let cluster = load("[kafka]\nreplication_factor = 3\nmin_insync_replicas = 2\n")
+            .expect("min ISR below the replication factor");
+        assert_eq!(cluster.kafka.min_insync_replicas, Some(2));
+        let equal = load("[kafka]\nreplication_factor = 1\nmin_insync_replicas = 1\n")
+            .expect("min ISR equal to the replication factor");
+        assert_eq!(equal.kafka.min_insync_replicas, Some(1));
+        let env = crate::config::Config::from_toml_and_env(
+            "[kafka]\nreplication_factor = 3\n",
+            &[(
+                "PIPELINE_KAFKA__MIN_INSYNC_REPLICAS".to_string(),
+                "2".to_string(),
+            )],
+        )
+        .expect("env override");
+        assert_eq!(env.kafka.min_insync_replicas, Some(2));
     }
 
     #[test]
@@ -197,6 +230,18 @@ mod tests {
             (
                 "[kafka]\nreplication_factor = 0\n",
                 "kafka.replication_factor",
+            ),
+            (
+                "[kafka]\nmin_insync_replicas = 0\n",
+                "kafka.min_insync_replicas",
+            ),
+            (
+                "[kafka]\nmin_insync_replicas = 2\n",
+                "kafka.min_insync_replicas",
+            ),
+            (
+                "[kafka]\nreplication_factor = 2\nmin_insync_replicas = 3\n",
+                "kafka.min_insync_replicas",
             ),
             (
                 "[kafka]\nrequest_timeout = \"0s\"\n",

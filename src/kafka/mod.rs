@@ -4,6 +4,7 @@
 //! (`kafka.request_timeout`) so a dead broker surfaces as a retriable stage error the
 //! supervisor can count and back off from, instead of a silent hang.
 
+pub mod admin;
 pub(crate) mod config;
 
 use std::collections::HashMap;
@@ -192,7 +193,10 @@ fn builder(
     Ok(builder)
 }
 
-/// Creates `topic` with `partitions` when it does not exist; returns its partition count.
+/// Creates `topic` with `partitions`, `replication_factor` and (when set)
+/// `min.insync.replicas` when it does not exist; returns its partition count. An existing
+/// topic whose `min.insync.replicas` differs from `kafka.min_insync_replicas` is used as it
+/// is, with a warning.
 ///
 /// # Errors
 /// Retriable Kafka errors; fatal when the topic is missing and creation is not allowed.
@@ -206,6 +210,9 @@ pub async fn ensure_topic(
         let topics = deadline("list topics", timeout, client.list_topics()).await?;
         if let Some(t) = topics.iter().find(|t| t.name == topic) {
             if !t.partitions.is_empty() {
+                if let Some(wanted) = config.min_insync_replicas {
+                    warn_on_min_isr(client, topic, wanted, timeout).await;
+                }
                 return Ok(i32::try_from(t.partitions.len()).unwrap_or(i32::MAX));
             }
         } else {
@@ -214,25 +221,28 @@ pub async fn ensure_topic(
                     topic: topic.to_string(),
                 });
             }
-            let controller = client
-                .controller_client()
-                .map_err(|source| KafkaError::Client {
-                    op: "controller".into(),
-                    source: Box::new(source),
-                })?;
-            let created = deadline(
-                "create topic",
+            let configs: Vec<(&str, String)> = config
+                .min_insync_replicas
+                .map(|n| (admin::MIN_INSYNC_REPLICAS, n.to_string()))
+                .into_iter()
+                .collect();
+            let created = admin::create_topic(
+                client,
+                topic,
+                config.partitions,
+                config.replication_factor,
+                &configs,
                 timeout,
-                controller.create_topic(
-                    topic,
-                    config.partitions,
-                    config.replication_factor,
-                    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
-                ),
             )
             .await;
             match created {
-                Ok(()) => tracing::info!(topic, partitions = config.partitions, "created topic"),
+                Ok(()) => tracing::info!(
+                    topic,
+                    partitions = config.partitions,
+                    replication_factor = config.replication_factor,
+                    min_insync_replicas = ?config.min_insync_replicas,
+                    "created topic"
+                ),
                 Err(e) if e.protocol_error() == Some(ProtocolError::TopicAlreadyExists) => {}
                 Err(e) => return Err(e),
             }
@@ -242,6 +252,30 @@ pub async fn ensure_topic(
     Err(KafkaError::NoPartitions {
         topic: topic.to_string(),
     })
+}
+
+/// Warns when `topic`'s `min.insync.replicas` is not `wanted` (or cannot be read: a
+/// principal without DescribeConfigs may still produce and fetch).
+async fn warn_on_min_isr(client: &Client, topic: &str, wanted: i16, timeout: Duration) {
+    match admin::topic_configs(client, topic, &[admin::MIN_INSYNC_REPLICAS], timeout).await {
+        Ok(configs) => {
+            let actual = configs.get(admin::MIN_INSYNC_REPLICAS).cloned().flatten();
+            if actual.as_deref() != Some(wanted.to_string().as_str()) {
+                tracing::warn!(
+                    topic,
+                    actual = actual.as_deref().unwrap_or("unknown"),
+                    configured = wanted,
+                    "the topic's min.insync.replicas differs from kafka.min_insync_replicas \
+                     (an existing topic is not altered: kafka-configs.sh --alter changes it)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            topic,
+            error = %e,
+            "cannot read the topic's min.insync.replicas to compare with kafka.min_insync_replicas"
+        ),
+    }
 }
 
 /// rskafka's compression for the configured kind.

@@ -11,6 +11,7 @@
 //! The driver sits behind [`RowSink`] so it can be swapped (see docs/performance.md).
 
 pub(crate) mod config;
+pub mod nodes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -373,7 +374,13 @@ async fn probe(
     // A refusal no other node would answer differently (credentials, TLS) ends it at once.
     let mut last = SinkError::NoContactPoints;
     for point in &config.contact_points {
-        match probe_one(point, Arc::clone(&auth), tls.clone()).await {
+        let attempt = async {
+            let addr = resolve(point).await?;
+            NodeConnection::open(Arc::clone(&auth), tls.clone(), addr)
+                .await
+                .map(drop)
+        };
+        match attempt.await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retriable() => {
                 tracing::debug!(contact_point = %point, error = %e, "cassandra: contact point did not answer; trying the next");
@@ -385,54 +392,147 @@ async fn probe(
     Err(last)
 }
 
-async fn probe_one(
-    point: &str,
-    auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
-    tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
-) -> Result<(), SinkError> {
-    let addr = tokio::net::lookup_host(point)
+/// The first address `host:port` resolves to.
+pub(crate) async fn resolve(host_port: &str) -> Result<std::net::SocketAddr, SinkError> {
+    tokio::net::lookup_host(host_port)
         .await
         .map_err(|source| SinkError::Resolve {
-            addr: point.to_string(),
+            addr: host_port.to_string(),
             source,
         })?
         .next()
         .ok_or_else(|| SinkError::NoAddress {
-            addr: point.to_string(),
-        })?;
-    let keyspace = Arc::new(KeyspaceHolder::new(tokio::sync::watch::channel(None).0));
-    let encoder = Box::new(ProtocolFrameEncodingFactory);
-    let result = match tls {
-        Some((server_name, tls)) => RustlsConnectionManager::new(
-            server_name,
-            auth,
-            tls,
-            keyspace,
-            encoder,
-            cdrs_tokio::compression::Compression::None,
-            64 * 1024,
+            addr: host_port.to_string(),
+        })
+}
+
+/// One bare, authenticated connection to one node: no session, no pool, no discovery (a
+/// session would route a query to any node; this asks the node itself).
+pub(crate) enum NodeConnection {
+    Tcp(TransportTcp),
+    Tls(TransportRustls),
+}
+
+impl NodeConnection {
+    /// Connects to `addr` and authenticates (STARTUP).
+    ///
+    /// # Errors
+    /// [`SinkError::Session`] with the driver's error.
+    pub(crate) async fn open(
+        auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
+        tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
+        addr: std::net::SocketAddr,
+    ) -> Result<Self, SinkError> {
+        let keyspace = Arc::new(KeyspaceHolder::new(tokio::sync::watch::channel(None).0));
+        let encoder = Box::new(ProtocolFrameEncodingFactory);
+        let result = match tls {
+            Some((server_name, tls)) => RustlsConnectionManager::new(
+                server_name,
+                auth,
+                tls,
+                keyspace,
+                encoder,
+                cdrs_tokio::compression::Compression::None,
+                64 * 1024,
+                true,
+                Version::V4,
+            )
+            .connection(None, None, addr)
+            .await
+            .map(Self::Tls),
+            None => TcpConnectionManager::new(
+                auth,
+                keyspace,
+                encoder,
+                cdrs_tokio::compression::Compression::None,
+                64 * 1024,
+                true,
+                Version::V4,
+            )
+            .connection(None, None, addr)
+            .await
+            .map(Self::Tcp),
+        };
+        result.map_err(|source| SinkError::Session {
+            source: Box::new(source),
+        })
+    }
+
+    /// Runs `cql` (consistency ONE) on this node and returns its rows.
+    ///
+    /// # Errors
+    /// [`SinkError::Cql`] with the driver's or the server's error.
+    pub(crate) async fn query(
+        &self,
+        cql: &str,
+        op: &'static str,
+    ) -> Result<Vec<cdrs_tokio::types::rows::Row>, SinkError> {
+        use cdrs_tokio::transport::CdrsTransport;
+        let envelope = Envelope::new_req_query(
+            cql.to_string(),
+            Consistency::One,
+            None,
             true,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            cdrs_tokio::frame::Flags::empty(),
             Version::V4,
-        )
-        .connection(None, None, addr)
-        .await
-        .map(drop),
-        None => TcpConnectionManager::new(
-            auth,
-            keyspace,
-            encoder,
-            cdrs_tokio::compression::Compression::None,
-            64 * 1024,
-            true,
-            Version::V4,
-        )
-        .connection(None, None, addr)
-        .await
-        .map(drop),
-    };
-    result.map_err(|source| SinkError::Session {
-        source: Box::new(source),
-    })
+        );
+        let answer = match self {
+            Self::Tcp(t) => t.write_envelope(&envelope, false).await,
+            Self::Tls(t) => t.write_envelope(&envelope, false).await,
+        };
+        let cql_error = |source| SinkError::Cql {
+            op,
+            source: Box::new(source),
+        };
+        let body = answer
+            .map_err(cql_error)?
+            .response_body()
+            .map_err(cql_error)?;
+        Ok(body.into_rows().unwrap_or_default())
+    }
+}
+
+/// The authenticator `config` asks for.
+pub(crate) fn authenticator(
+    config: &CassandraConfig,
+) -> Arc<dyn SaslAuthenticatorProvider + Send + Sync> {
+    match &config.password {
+        Some(password) => Arc::new(StaticPasswordAuthenticatorProvider::new(
+            &config.username,
+            &password.expose().to_string(),
+        )),
+        None => Arc::new(NoneAuthenticatorProvider),
+    }
+}
+
+/// The TLS server name (the first contact point's host) and client config, with `tls`.
+///
+/// # Errors
+/// A host that is no TLS server name, an unusable CA file.
+pub(crate) fn tls_target(
+    config: &CassandraConfig,
+) -> Result<Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>, SinkError> {
+    if !config.tls {
+        return Ok(None);
+    }
+    let host = config
+        .contact_points
+        .first()
+        .and_then(|c| c.rsplit_once(':'))
+        .map_or("localhost", |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let server_name = ServerName::try_from(host.clone())
+        .map_err(|source| SinkError::ServerName { host, source })?;
+    let tls = crate::tls::client_config(config.tls_ca_file.as_deref(), "cassandra.tls_ca_file")?;
+    Ok(Some((server_name, tls)))
 }
 
 /// The cdrs-tokio sink.
@@ -455,35 +555,13 @@ impl CassandraSink {
             .iter()
             .map(|c| c.as_str().into())
             .collect();
-        let auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync> = match &config.password {
-            Some(password) => Arc::new(StaticPasswordAuthenticatorProvider::new(
-                &config.username,
-                &password.expose().to_string(),
-            )),
-            None => Arc::new(NoneAuthenticatorProvider),
-        };
+        let auth = authenticator(config);
         let timeout = config.request_timeout;
         let timed_out = |op: &'static str| SinkError::Timeout { op, after: timeout };
         // First one bare connection (STARTUP + authentication) to a contact point: a
         // refused password or a TLS mismatch then surfaces at once as a fatal error; a cdrs
         // session would keep reconnecting until our timeout, hiding the cause.
-        let tls = if config.tls {
-            let host = config
-                .contact_points
-                .first()
-                .and_then(|c| c.rsplit_once(':'))
-                .map_or("localhost", |(h, _)| h)
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let server_name = ServerName::try_from(host.clone())
-                .map_err(|source| SinkError::ServerName { host, source })?;
-            let tls =
-                crate::tls::client_config(config.tls_ca_file.as_deref(), "cassandra.tls_ca_file")?;
-            Some((server_name, tls))
-        } else {
-            None
-        };
+        let tls = tls_target(config)?;
         let speculative_delay = config.speculative_delay;
         let build = || {
             let contact_points = contact_points.clone();

@@ -220,6 +220,7 @@ async fn every_fault_under_load_keeps_the_daemon_ready_and_loses_nothing() {
         )
         .set("PIPELINE_KAFKA__PARTITIONS", "6")
         .set("PIPELINE_KAFKA__REPLICATION_FACTOR", "3")
+        .set("PIPELINE_KAFKA__MIN_INSYNC_REPLICAS", "2")
         .set("PIPELINE_CASSANDRA__REPLICATION_FACTOR", "3")
         .set("PIPELINE_CASSANDRA__CONSISTENCY", "local_quorum")
         // Production-like backoff: it grows to 30 s during an outage.

@@ -49,6 +49,11 @@ fn bad_configs_exit_78_naming_the_key() {
             "kafka.replication_factor",
         ),
         ("[kafka]\ncompression = \"lzma\"\n", "kafka.compression"),
+        // No write could ever be acknowledged by min.insync.replicas 2 of one replica.
+        (
+            "[kafka]\nreplication_factor = 1\nmin_insync_replicas = 2\n",
+            "kafka.min_insync_replicas",
+        ),
         ("[consumer]\ninstances = 0\n", "consumer.instances"),
         // A static split needs assignment = "static": the group shares partitions itself.
         ("[consumer]\ninstances = 3\n", "consumer.instances"),
@@ -102,6 +107,9 @@ fn bad_configs_exit_78_naming_the_key() {
     let (code, _, err) = pipeline(&["check"], &[("PIPELINE_SOURCE__RESULTS", "0")]);
     assert_eq!(code, 78);
     assert!(err.contains("`source.results`"), "{err}");
+    let (code, _, err) = pipeline(&["check"], &[("PIPELINE_KAFKA__MIN_INSYNC_REPLICAS", "2")]);
+    assert_eq!(code, 78, "min ISR 2 over replication factor 1: {err}");
+    assert!(err.contains("`kafka.min_insync_replicas`"), "{err}");
     let (code, _, err) = pipeline(&["check"], &[("PIPELINE_KAFAK__TOPIC", "x")]);
     assert_eq!(code, 78);
     assert!(err.contains("`kafak.topic`"), "{err}");

@@ -74,7 +74,7 @@ fn spawn(s: &common::Scenario, name: &str) -> common::Daemon {
 }
 
 /// The daemon's group view from `/api/status`: (member id, generation, partitions).
-async fn group_of(d: &common::Daemon) -> Option<(String, i64, Vec<i32>)> {
+pub(crate) async fn group_of(d: &common::Daemon) -> Option<(String, i64, Vec<i32>)> {
     let (status, body) = d.get("/api/status").await?;
     if status != 200 {
         return None;
@@ -514,4 +514,100 @@ async fn upgrade_from_static_starts_from_the_cassandra_offsets() {
     .await
     .expect("offset fetch");
     assert_eq!(now, rewound);
+}
+
+/// Issue 18 item 5 (src/consume/membership.rs): a consumer stopped by a sink failure keeps
+/// its group membership while it waits to restart. Heartbeats go on past the session
+/// timeout, the next run gets the same member and generation back; a generation that ends
+/// meanwhile (another member joins) makes the held member leave at once, so the rebalance
+/// does not wait for it and the next run joins afresh; a hold longer than its limit
+/// (`consumer.rebalance_timeout`) leaves the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_member_outlives_its_session_and_is_resumed_or_leaves() {
+    use pipeline::consume::{Held, HeldMembership, HoldSettings, Progress};
+    use pipeline::group::{self, GroupMembership, Heartbeat};
+    use tokio_util::sync::CancellationToken;
+
+    common::require("Kafka", &common::kafka_bootstrap());
+    let client = Arc::new(common::kafka().await);
+    let topic = common::unique("held");
+    let group = common::unique("held_group");
+    common::create_topic(&client, &topic, 3).await;
+    let timeout = Duration::from_secs(10);
+    let member = |client: &Arc<Client>| -> Arc<dyn GroupMembership> {
+        Arc::new(group::Member::new(
+            Arc::clone(client),
+            &group,
+            &topic,
+            group::Timeouts {
+                session: SESSION,
+                rebalance: Duration::from_secs(15),
+                heartbeat: Duration::from_secs(1),
+            },
+            timeout,
+        ))
+    };
+    let token = CancellationToken::new();
+    let settings = |limit: Duration| HoldSettings {
+        heartbeat: Duration::from_secs(1),
+        limit,
+        leave_timeout: timeout,
+        token: token.clone(),
+        progress: Arc::new(Progress::default()),
+        metrics: pipeline::telemetry::Metrics::new(),
+    };
+    let describe = || group::describe_members(Arc::clone(&client), &group, &topic, timeout);
+
+    let first = member(&client);
+    let a = first.join(3).await.expect("join");
+    assert_eq!(a.partitions, vec![0, 1, 2]);
+    let held = HeldMembership::default();
+    held.hold(
+        Held {
+            member: Arc::clone(&first),
+            assignment: a.clone(),
+        },
+        settings(Duration::from_secs(60)),
+    )
+    .await;
+    // Without heartbeats the coordinator would drop the member after SESSION.
+    tokio::time::sleep(SESSION + Duration::from_secs(3)).await;
+    let d = describe().await.expect("describe");
+    assert_eq!(d.state, "Stable", "{d:?}");
+    assert_eq!(d.members.len(), 1, "{d:?}");
+    assert_eq!(d.members[0].member_id, a.member_id);
+    let back = held.take().await.expect("the held member is handed back");
+    assert_eq!(back.assignment, a, "same member, generation and partitions");
+    assert!(matches!(first.heartbeat().await, Ok(Heartbeat::Stable)));
+
+    // Another member joins while the first is held: the held one leaves instead of holding
+    // the rebalance up to its timeout, and is not handed back.
+    held.hold(back, settings(Duration::from_secs(60))).await;
+    let second = member(&client);
+    let started = Instant::now();
+    let b = tokio::time::timeout(Duration::from_secs(14), second.join(3))
+        .await
+        .expect("the rebalance did not wait for the held member's rebalance timeout")
+        .expect("join");
+    println!("second member joined in {:?}", started.elapsed());
+    assert_eq!(b.partitions, vec![0, 1, 2]);
+    assert!(b.generation > a.generation, "{b:?} after {a:?}");
+    assert!(
+        held.take().await.is_none(),
+        "an ended generation is not resumed"
+    );
+
+    // Held past its limit: it leaves, and the group is empty.
+    held.hold(
+        Held {
+            member: Arc::clone(&second),
+            assignment: b,
+        },
+        settings(Duration::from_secs(2)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let d = describe().await.expect("describe");
+    assert!(d.members.is_empty(), "left after its limit: {d:?}");
+    assert!(held.take().await.is_none());
 }

@@ -21,3 +21,4 @@ mod secure;
 mod services;
 mod status;
 mod switchover;
+mod topology;
