@@ -161,14 +161,32 @@ pub async fn connect(config: &KafkaConfig) -> Result<Client, KafkaError> {
     .await
 }
 
+/// The timeout of one request to one broker (and of one connection attempt) inside rskafka:
+/// a third of `kafka.request_timeout`, within 1..=10 s (10 s by default).
+///
+/// Without it a request to a stopped broker (SIGSTOP, a partitioned host: the TCP connection
+/// stays open) waits forever, and a `PartitionClient` keeps asking the old leader until our
+/// outer deadline gives up on the whole call. With it, the request fails as a broken
+/// connection: rskafka drops the cached leader, looks the leader up again (on another broker
+/// if the metadata one is the stopped one) and retries, all within `kafka.request_timeout`.
+/// Longer than a fetch's `max_wait` (`consumer.fetch_max_wait`, 100 ms by default) and about
+/// the broker's session timeout (KRaft `broker.session.timeout.ms`, 9 s), after which a stopped
+/// broker leaves the ISR and produces with `acks=all` complete again.
+pub(crate) fn broker_timeout(request_timeout: Duration) -> Duration {
+    (request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
 fn builder(
     config: &KafkaConfig,
     backoff: rskafka::BackoffConfig,
 ) -> Result<ClientBuilder, KafkaError> {
+    let per_broker = broker_timeout(config.request_timeout);
     let mut builder = ClientBuilder::new(config.bootstrap.clone())
         .client_id(config.client_id.clone())
         .max_message_size(config.max_message_bytes.max(16 * 1024 * 1024))
-        .backoff_config(backoff);
+        .backoff_config(backoff)
+        .connect_timeout(Some(per_broker))
+        .timeout(Some(per_broker));
     if config.security_protocol.uses_tls() {
         builder = builder.tls_config(crate::tls::client_config(
             config.tls_ca_file.as_deref(),
@@ -398,6 +416,26 @@ mod tests {
                 is_virtual: false,
             }),
         }
+    }
+
+    #[test]
+    fn broker_timeout_is_a_third_of_the_request_timeout_within_bounds() {
+        assert_eq!(
+            broker_timeout(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            broker_timeout(Duration::from_secs(6)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            broker_timeout(Duration::from_secs(300)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            broker_timeout(Duration::from_millis(500)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::{io::BufStream, sync::Mutex};
 use tracing::{debug, error, info, warn};
@@ -20,6 +21,7 @@ use crate::{
     client::metadata_cache::MetadataCache,
 };
 
+pub use self::transport::Error as TransportError;
 pub use self::transport::TlsConfig;
 pub use self::transport::{Credentials, OauthBearerCredentials, OauthCallback, SaslConfig};
 
@@ -92,6 +94,7 @@ impl Display for MultiError {
 trait ConnectionHandler {
     type R: RequestHandler + Send + Sync;
 
+    #[allow(clippy::too_many_arguments, reason = "Method is internal")]
     fn connect(
         &self,
         client_id: Arc<str>,
@@ -99,6 +102,8 @@ trait ConnectionHandler {
         socks5_proxy: Option<String>,
         sasl_config: Option<SaslConfig>,
         max_message_size: usize,
+        connection_timeout: Option<Duration>,
+        timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Arc<Self::R>>> + Send;
 }
 
@@ -161,6 +166,8 @@ impl ConnectionHandler for BrokerRepresentation {
         socks5_proxy: Option<String>,
         sasl_config: Option<SaslConfig>,
         max_message_size: usize,
+        connection_timeout: Option<Duration>,
+        timeout: Option<Duration>,
     ) -> Result<Arc<Self::R>> {
         let url = self.url();
         info!(
@@ -168,14 +175,19 @@ impl ConnectionHandler for BrokerRepresentation {
             url = url.as_str(),
             "Establishing new connection",
         );
-        let transport = Transport::connect(&url, tls_config, socks5_proxy)
+        let transport = Transport::connect(&url, tls_config, socks5_proxy, connection_timeout)
             .await
             .map_err(|error| Error::Transport {
                 broker: url.to_string(),
                 error,
             })?;
 
-        let mut messenger = Messenger::new(BufStream::new(transport), max_message_size, client_id);
+        let mut messenger = Messenger::new(
+            BufStream::new(transport),
+            max_message_size,
+            client_id,
+            timeout,
+        );
         messenger.sync_versions().await?;
         if let Some(sasl_config) = sasl_config {
             messenger.do_sasl(sasl_config).await?;
@@ -224,9 +236,19 @@ pub struct BrokerConnector {
 
     /// Maximum message size for framing protocol.
     max_message_size: usize,
+
+    /// Timeout for connection attempts to the broker.
+    connect_timeout: Option<Duration>,
+
+    /// Timeout for requests.
+    ///
+    /// If set, requests will timeout after the given duration.
+    /// If not set, requests will not timeout.
+    timeout: Option<Duration>,
 }
 
 impl BrokerConnector {
+    #[allow(clippy::too_many_arguments, reason = "Method is internal")]
     pub fn new(
         bootstrap_brokers: Vec<String>,
         client_id: Arc<str>,
@@ -235,6 +257,8 @@ impl BrokerConnector {
         sasl_config: Option<SaslConfig>,
         max_message_size: usize,
         backoff_config: Arc<BackoffConfig>,
+        connect_timeout: Option<Duration>,
+        timeout: Option<Duration>,
     ) -> Self {
         Self {
             bootstrap_brokers,
@@ -247,6 +271,8 @@ impl BrokerConnector {
             socks5_proxy,
             sasl_config,
             max_message_size,
+            connect_timeout,
+            timeout,
         }
     }
 
@@ -343,6 +369,8 @@ impl BrokerConnector {
                         self.socks5_proxy.clone(),
                         self.sasl_config.clone(),
                         self.max_message_size,
+                        self.connect_timeout,
+                        self.timeout,
                     )
                     .await?;
                 Ok(Some(connection))
@@ -471,6 +499,8 @@ impl BrokerCache for &BrokerConnector {
             self.socks5_proxy.clone(),
             self.sasl_config.clone(),
             self.max_message_size,
+            self.connect_timeout,
+            self.timeout,
         )
         .await?;
 
@@ -499,6 +529,7 @@ impl BrokerCache for &BrokerConnector {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "Method is internal")]
 async fn connect_to_a_broker_with_retry<B>(
     mut brokers: Vec<B>,
     client_id: Arc<str>,
@@ -507,6 +538,8 @@ async fn connect_to_a_broker_with_retry<B>(
     socks5_proxy: Option<String>,
     sasl_config: Option<SaslConfig>,
     max_message_size: usize,
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
 ) -> Result<Arc<B::R>>
 where
     B: ConnectionHandler + Send + Sync,
@@ -526,6 +559,8 @@ where
                         socks5_proxy.clone(),
                         sasl_config.clone(),
                         max_message_size,
+                        connect_timeout,
+                        timeout,
                     )
                     .await;
 
@@ -837,6 +872,8 @@ mod tests {
             _socks5_proxy: Option<String>,
             _sasl_config: Option<SaslConfig>,
             _max_message_size: usize,
+            _connect_timeout: Option<Duration>,
+            _timeout: Option<Duration>,
         ) -> Result<Arc<Self::R>> {
             (self.conn)()
         }
@@ -865,6 +902,8 @@ mod tests {
             Default::default(),
             Default::default(),
             Default::default(),
+            None,
+            None,
         )
         .await
         .unwrap();
