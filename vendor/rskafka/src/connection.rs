@@ -389,6 +389,8 @@ impl BrokerConnector {
             self.socks5_proxy.clone(),
             self.sasl_config.clone(),
             self.max_message_size,
+            self.connect_timeout,
+            self.timeout,
         )
         .await
     }
