@@ -365,6 +365,17 @@ impl Config {
             ));
         }
         self.consumer.validate()?;
+        // A fetch the broker holds for fetch_max_wait must end within rskafka's per-request
+        // timeout, or every idle fetch would time out and reconnect.
+        let per_broker = crate::kafka::broker_timeout(self.kafka.request_timeout);
+        if self.consumer.fetch_max_wait >= per_broker {
+            return Err(ConfigError::key(
+                "consumer.fetch_max_wait",
+                format!(
+                    "must be below a third of kafka.request_timeout (1s..=10s): {per_broker:?} now"
+                ),
+            ));
+        }
         self.cassandra.validate()?;
         self.http.validate()?;
         self.log.validate()?;
@@ -614,6 +625,18 @@ mod tests {
             Ok(_) => panic!("expected a config error"),
             Err(e) => e.key_name().unwrap_or("<none>").to_string(),
         }
+    }
+
+    #[test]
+    fn fetch_max_wait_must_end_before_the_per_broker_timeout() {
+        // kafka.request_timeout 30s: 10s per broker.
+        assert_eq!(
+            key_of(load("[consumer]\nfetch_max_wait = \"10s\"\n")),
+            "consumer.fetch_max_wait"
+        );
+        load("[consumer]\nfetch_max_wait = \"9s\"\n").expect("9s < 10s");
+        // The tests' short deadlines keep the default 100ms valid (1s per broker).
+        load("[kafka]\nrequest_timeout = \"1s\"\n").expect("100ms < 1s");
     }
 
     #[test]
