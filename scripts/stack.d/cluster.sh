@@ -313,6 +313,7 @@ cluster_down() {
       for ((k = 0; k < 60; k++)); do addr_listening "$addr" "$port" || break; sleep 0.5; done
     done < <(node_ports "$n")
   done
+  return 0
 }
 
 cluster_status() {

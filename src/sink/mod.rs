@@ -171,21 +171,35 @@ async fn timed<T>(
         })
 }
 
-/// Speculative execution of idempotent requests: after `delay` without an answer the request
-/// also goes to the next node of the plan (at most two extra). Not installed at all for a zero
-/// delay: cdrs-tokio 9's speculative loop has no way out once its timer is spent and its only
-/// execution failed.
-fn with_speculation<B: SessionBuilder<T, CM, LB>, T, CM, LB>(builder: B, delay: Duration) -> B
+/// The session's fail-over policies (issue 18, measured on the cluster stack):
+/// - speculative execution of idempotent requests: after `delay` without an answer the request
+///   also goes to the next node of the plan (at most two extra). Not installed for a zero
+///   delay: cdrs-tokio 9's speculative loop has no way out once its timer is spent and its only
+///   execution failed;
+/// - reconnection to a node every second (the default grows to 60 s, so a node back from a
+///   long outage would wait up to a minute for its first connection);
+/// - a connect timeout on the pool (default none: a connection attempt to a stopped node held
+///   the node's pool until the kernel gave up).
+fn with_failover<B: SessionBuilder<T, CM, LB>, T, CM, LB>(builder: B, config: &CassandraConfig) -> B
 where
     T: cdrs_tokio::transport::CdrsTransport + 'static,
     CM: cdrs_tokio::cluster::ConnectionManager<T> + 'static,
     LB: cdrs_tokio::load_balancing::LoadBalancingStrategy<T, CM> + Send + Sync + 'static,
 {
-    if delay.is_zero() {
+    let builder = builder
+        .with_reconnection_policy(Arc::new(
+            cdrs_tokio::retry::ConstantReconnectionPolicy::new(Duration::from_secs(1)),
+        ))
+        .with_connection_pool_config(
+            cdrs_tokio::cluster::connection_pool::ConnectionPoolConfigBuilder::new()
+                .with_connect_timeout(Some(config.request_timeout.min(Duration::from_secs(5))))
+                .build(),
+        );
+    if config.speculative_delay.is_zero() {
         builder
     } else {
         builder.with_speculative_execution_policy(Box::new(
-            ConstantSpeculativeExecutionPolicy::new(2, delay),
+            ConstantSpeculativeExecutionPolicy::new(2, config.speculative_delay),
         ))
     }
 }
@@ -562,7 +576,6 @@ impl CassandraSink {
         // refused password or a TLS mismatch then surfaces at once as a fatal error; a cdrs
         // session would keep reconnecting until our timeout, hiding the cause.
         let tls = tls_target(config)?;
-        let speculative_delay = config.speculative_delay;
         let build = || {
             let contact_points = contact_points.clone();
             let auth = Arc::clone(&auth);
@@ -578,12 +591,12 @@ impl CassandraSink {
                             .map_err(|source| SinkError::Session {
                                 source: Box::new(source),
                             })?;
-                        with_speculation(
+                        with_failover(
                             RustlsSessionBuilder::new(
                                 RoundRobinLoadBalancingStrategy::new(),
                                 node_config,
                             ),
-                            speculative_delay,
+                            &config,
                         )
                         .build()
                         .await
@@ -598,12 +611,12 @@ impl CassandraSink {
                             .map_err(|source| SinkError::Session {
                                 source: Box::new(source),
                             })?;
-                        with_speculation(
+                        with_failover(
                             TcpSessionBuilder::new(
                                 RoundRobinLoadBalancingStrategy::new(),
                                 node_config,
                             ),
-                            speculative_delay,
+                            &config,
                         )
                         .build()
                         .await
