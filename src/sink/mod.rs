@@ -378,26 +378,38 @@ fn consistency(level: ConsistencyLevel) -> Consistency {
     }
 }
 
-/// One authenticated connection to the first contact point that answers, then closed.
+/// One authenticated connection to every contact point at once, each closed again; returns the
+/// index of the first that answered. On a cluster one node down (refusing, or stopped and
+/// silent) must not keep the sink down, so the first answer wins; a refusal no other node
+/// would answer differently (credentials, TLS) ends it at once.
 async fn probe(
     config: &CassandraConfig,
     auth: Arc<dyn SaslAuthenticatorProvider + Send + Sync>,
     tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
-) -> Result<(), SinkError> {
-    // Each contact point in turn: on a cluster, one node down must not keep the sink down.
-    // A refusal no other node would answer differently (credentials, TLS) ends it at once.
+) -> Result<usize, SinkError> {
+    let mut attempts: futures::stream::FuturesUnordered<_> = config
+        .contact_points
+        .iter()
+        .enumerate()
+        .map(|(i, point)| {
+            let auth = Arc::clone(&auth);
+            let tls = tls.clone();
+            async move {
+                let result = async {
+                    let addr = resolve(point).await?;
+                    NodeConnection::open(auth, tls, addr).await.map(drop)
+                }
+                .await;
+                (i, point, result)
+            }
+        })
+        .collect();
     let mut last = SinkError::NoContactPoints;
-    for point in &config.contact_points {
-        let attempt = async {
-            let addr = resolve(point).await?;
-            NodeConnection::open(Arc::clone(&auth), tls.clone(), addr)
-                .await
-                .map(drop)
-        };
-        match attempt.await {
-            Ok(()) => return Ok(()),
+    while let Some((i, point, result)) = attempts.next().await {
+        match result {
+            Ok(()) => return Ok(i),
             Err(e) if e.is_retriable() => {
-                tracing::debug!(contact_point = %point, error = %e, "cassandra: contact point did not answer; trying the next");
+                tracing::debug!(contact_point = %point, error = %e, "cassandra: contact point did not answer");
                 last = e;
             }
             Err(e) => return Err(e),
@@ -576,8 +588,7 @@ impl CassandraSink {
         // refused password or a TLS mismatch then surfaces at once as a fatal error; a cdrs
         // session would keep reconnecting until our timeout, hiding the cause.
         let tls = tls_target(config)?;
-        let build = || {
-            let contact_points = contact_points.clone();
+        let build = |contact_points: Vec<NodeAddress>| {
             let auth = Arc::clone(&auth);
             let tls = tls.clone();
             async move {
@@ -626,10 +637,14 @@ impl CassandraSink {
                 result.map_err(|source| SinkError::SessionBuild { source })
             }
         };
-        tokio::time::timeout(timeout, probe(config, Arc::clone(&auth), tls.clone()))
+        let first = tokio::time::timeout(timeout, probe(config, Arc::clone(&auth), tls.clone()))
             .await
             .map_err(|_| timed_out("connect"))??;
-        let session = tokio::time::timeout(timeout, build())
+        // The session's control connection goes to its first contact point: start it at the
+        // one that answered (a silent node listed first would hold the session's start).
+        let mut contact_points = contact_points;
+        contact_points.rotate_left(first);
+        let session = tokio::time::timeout(timeout, build(contact_points))
             .await
             .map_err(|_| timed_out("session"))??;
         let session = Arc::new(session);

@@ -154,3 +154,85 @@ async fn sqlx_runs_migrations_writes_and_reads() {
     .await;
     assert!(dup.is_err(), "duplicate (seed, page) must be refused");
 }
+
+/// A bootstrap broker that accepts TCP but never answers (a SIGSTOPped broker, a network
+/// cut): rskafka 0.6.0 waited for its ApiVersions answer forever whenever its shuffle picked
+/// it first; with the per-broker timeout (`kafka::broker_timeout`) it moves on to the next.
+#[tokio::test]
+async fn kafka_connect_moves_past_a_silent_bootstrap_broker() {
+    common::require("Kafka", &common::kafka_bootstrap());
+    let silent = common::Proxy::start(common::kafka_bootstrap()).await;
+    silent.freeze();
+    let config = pipeline::config::KafkaConfig {
+        bootstrap: vec![
+            format!("127.0.0.1:{}", silent.port),
+            common::kafka_bootstrap(),
+        ],
+        request_timeout: std::time::Duration::from_secs(6),
+        ..Default::default()
+    };
+    let per_broker = std::time::Duration::from_secs(2);
+    // rskafka shuffles the bootstrap list: 8 connects put the silent one first about 4 times
+    // (all 8 miss it with p = 1/256).
+    for attempt in 0..8 {
+        let started = std::time::Instant::now();
+        let client = pipeline::kafka::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("connect {attempt}: {e}"));
+        let took = started.elapsed();
+        eprintln!("kafka connect {attempt}: {took:?}");
+        assert!(
+            took < per_broker + std::time::Duration::from_secs(2),
+            "connect {attempt} took {took:?}"
+        );
+        client
+            .list_topics()
+            .await
+            .expect("list topics after connect");
+    }
+    silent.restore();
+}
+
+/// A first contact point that accepts TCP but never answers: the sink probed only that one
+/// and its session's control connection waited on it; now the probe asks every contact point,
+/// the session starts at the one that answered, and a request stuck on the silent node is
+/// sent to the next one after the speculative delay.
+#[tokio::test]
+async fn cassandra_sink_works_past_a_silent_first_contact_point() {
+    use pipeline::sink::{CassandraSink, RowSink};
+    common::require("Cassandra", &common::cassandra_contact());
+    let silent = common::Proxy::start(common::cassandra_contact()).await;
+    silent.freeze();
+    let config = pipeline::config::CassandraConfig {
+        contact_points: vec![
+            format!("127.0.0.1:{}", silent.port),
+            common::cassandra_contact(),
+        ],
+        keyspace: common::unique("svc_silent"),
+        request_timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let sink = CassandraSink::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    eprintln!("sink connected in {:?}", started.elapsed());
+    let mut slowest = std::time::Duration::ZERO;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        sink.store_offset("t", i, i64::from(i) * 10)
+            .await
+            .unwrap_or_else(|e| panic!("store {i}: {e}"));
+        let loaded = sink
+            .load_offset("t", i)
+            .await
+            .unwrap_or_else(|e| panic!("load {i}: {e}"));
+        assert_eq!(loaded, Some(i64::from(i) * 10));
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < std::time::Duration::from_secs(3),
+        "slowest store+load {slowest:?}"
+    );
+    silent.restore();
+}
