@@ -607,7 +607,7 @@ impl CassandraSink {
                                 RoundRobinLoadBalancingStrategy::new(),
                                 node_config,
                             ),
-                            &config,
+                            config,
                         )
                         .build()
                         .await
@@ -627,7 +627,7 @@ impl CassandraSink {
                                 RoundRobinLoadBalancingStrategy::new(),
                                 node_config,
                             ),
-                            &config,
+                            config,
                         )
                         .build()
                         .await
