@@ -9,6 +9,7 @@ REGISTRY_URL "-": no registry; "value" is then the raw value as text (plain JSON
 """
 
 import json
+import signal
 import sys
 import time
 import uuid
@@ -27,7 +28,9 @@ def main() -> int:
         def deserialize(value, _ctx):
             return value.decode("utf-8")
     else:
-        registry = SchemaRegistryClient({"url": registry_url})
+        # A request timeout (httpx's default here is none): one lost answer of a loaded
+        # registry hung a CI run for 8 minutes; the client retries a timed-out request.
+        registry = SchemaRegistryClient({"url": registry_url, "timeout": 10})
         # schema_str None: the writer's schema, by the id in the record.
         deserialize = JSONDeserializer(None, schema_registry_client=registry)
     consumer = Consumer({
@@ -37,6 +40,9 @@ def main() -> int:
         "enable.auto.commit": False,
     })
     deadline = time.monotonic() + timeout
+    # Whatever hangs (the registry, the broker, close()), the process ends 30 s past the
+    # deadline: SIGALRM's default action terminates it, and the caller sees the failure.
+    signal.alarm(int(timeout) + 30)
     # Partitions assigned, not subscribed: no consumer group to join (the shared broker's group
     # coordinator is not part of what is tested here, and a slow join stalled a run).
     metadata = consumer.list_topics(topic, timeout=max(1.0, deadline - time.monotonic()))

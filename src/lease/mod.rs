@@ -417,11 +417,13 @@ async fn keep(
             Err(_) => break format!("the lease check got no answer within {bound:?}"),
         }
     };
-    lost.cancel();
+    // Metrics first: whoever `lost` wakes must already see the lease counted as lost (a CI
+    // run read `lease_lost` 0 right after `Lease::lost()` resolved).
     metrics.lease_held.with_label_values(&[name]).set(0);
     metrics.lease_lost.with_label_values(&[name]).inc();
     metrics.leases.lost(name);
     contested.store(true, Ordering::SeqCst);
+    lost.cancel();
     tracing::warn!(lease = name, %reason, "lost the lease; stepping down");
     drop(conn);
 }
