@@ -245,6 +245,33 @@ fn is_unknown_table(error: &cdrs_tokio::error::Error) -> bool {
     }
 }
 
+/// Runs a schema change or a prepare, and again every 200 ms for up to
+/// [`SCHEMA_AGREEMENT_LIMIT`] while the node asked answers that the keyspace or table does not
+/// exist: on a cluster a change reaches the other nodes a moment later, and round robin asks
+/// another node each time.
+async fn until_schema_is_there<T, F, Fut>(op: &'static str, request: F) -> Result<T, SinkError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = cdrs_tokio::error::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + SCHEMA_AGREEMENT_LIMIT;
+    loop {
+        match request().await {
+            Ok(answer) => return Ok(answer),
+            Err(source) if is_unknown_table(&source) && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(op, error = %source, "cassandra: the schema is not on this node yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(source) => {
+                return Err(SinkError::Cql {
+                    op,
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+}
+
 /// Waits until every node reports the same schema version, at most `limit`; true when they
 /// did. The versions come from `system.local` and `system.peers`, asked several times so that
 /// round robin lets every node answer; three agreeing rounds in a row count as agreement.
@@ -667,25 +694,7 @@ impl CassandraSink {
                 // On a cluster a change reaches the other nodes a moment later: the next
                 // statement (round robin: another node) may not find the keyspace yet, so it
                 // is retried, and every change waits for the nodes to agree.
-                let deadline = tokio::time::Instant::now() + SCHEMA_AGREEMENT_LIMIT;
-                loop {
-                    match session.query(cql.clone()).await {
-                        Ok(_) => break,
-                        Err(source)
-                            if is_unknown_table(&source)
-                                && tokio::time::Instant::now() < deadline =>
-                        {
-                            tracing::debug!(error = %source, "cassandra schema: not there yet on this node; retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(source) => {
-                            return Err(SinkError::Cql {
-                                op: "create schema",
-                                source: Box::new(source),
-                            });
-                        }
-                    }
-                }
+                until_schema_is_there("create schema", || session.query(cql.clone())).await?;
                 if !await_schema_agreement(&session, SCHEMA_AGREEMENT_LIMIT).await {
                     tracing::warn!(
                         limit = ?SCHEMA_AGREEMENT_LIMIT,
@@ -696,29 +705,7 @@ impl CassandraSink {
         }
         let prepare = |cql: String| {
             let session = Arc::clone(&session);
-            async move {
-                let deadline = tokio::time::Instant::now() + SCHEMA_AGREEMENT_LIMIT;
-                loop {
-                    match session.prepare(cql.clone()).await {
-                        Ok(prepared) => return Ok(prepared),
-                        // A node that has not seen the new table yet: ask again (round robin
-                        // picks another node, and the schema spreads meanwhile).
-                        Err(source)
-                            if is_unknown_table(&source)
-                                && tokio::time::Instant::now() < deadline =>
-                        {
-                            tracing::debug!(error = %source, "cassandra prepare: table not there yet; retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(source) => {
-                            return Err(SinkError::Cql {
-                                op: "prepare",
-                                source: Box::new(source),
-                            });
-                        }
-                    }
-                }
-            }
+            async move { until_schema_is_there("prepare", || session.prepare(cql.clone())).await }
         };
         let insert = prepare(format!(
             "INSERT INTO {ks}.{} (id, first_name, last_name, gender, address, post_code, email, \
