@@ -22,11 +22,12 @@ use kafka_protocol::messages::{
     offset_fetch_request::OffsetFetchRequestTopic,
     sync_group_request::SyncGroupRequestAssignment,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use rskafka::client::raw::RawConnection;
 use tokio::sync::Mutex;
 
 use super::{GroupError, code};
+use crate::kafka::admin::{ExchangeError, exchange};
 
 const FIND_COORDINATOR: i16 = 3;
 const JOIN_GROUP: i16 = 5;
@@ -100,34 +101,18 @@ impl Coordinator {
         op: &'static str,
         timeout: Duration,
     ) -> Result<R::Response, GroupError> {
-        let mut body = BytesMut::new();
-        request
-            .encode(&mut body, version)
-            .map_err(|e| GroupError::Codec {
-                op,
-                detail: e.to_string(),
-            })?;
-        let response = tokio::time::timeout(
-            timeout,
-            connection.request(
-                R::KEY,
-                version,
-                R::header_version(version),
-                R::Response::header_version(version),
-                &body,
-            ),
-        )
-        .await
-        .map_err(|_| GroupError::Timeout { op, after: timeout })?
-        .map_err(|e| GroupError::Connection {
-            op,
-            source: Box::new(e),
-        })?;
-        let mut bytes = Bytes::from(response);
-        R::Response::decode(&mut bytes, version).map_err(|e| GroupError::Codec {
-            op,
-            detail: e.to_string(),
-        })
+        tokio::time::timeout(timeout, exchange(connection, request, version))
+            .await
+            .map_err(|_| GroupError::Timeout { op, after: timeout })?
+            .map_err(|e| match e {
+                ExchangeError::Encode(detail) | ExchangeError::Decode(detail) => {
+                    GroupError::Codec { op, detail }
+                }
+                ExchangeError::Request(e) => GroupError::Connection {
+                    op,
+                    source: Box::new(e),
+                },
+            })
     }
 
     async fn find(&self) -> Result<RawConnection, GroupError> {

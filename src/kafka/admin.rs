@@ -117,6 +117,39 @@ async fn connection(
     super::deadline(op, timeout, client.raw_connection(broker)).await
 }
 
+/// Why one kafka-protocol exchange over a raw connection failed.
+pub(crate) enum ExchangeError {
+    Encode(String),
+    Request(rskafka::client::error::RequestError),
+    Decode(String),
+}
+
+/// One kafka-protocol request over a raw rskafka connection: encodes `request` at `version`,
+/// sends it, decodes the answer. No timeout: each caller bounds it its own way (this module
+/// by `kafka::deadline`, the group coordinator by its `GroupError::Timeout`).
+pub(crate) async fn exchange<R: Request>(
+    connection: &RawConnection,
+    request: &R,
+    version: i16,
+) -> Result<R::Response, ExchangeError> {
+    let mut body = BytesMut::new();
+    request
+        .encode(&mut body, version)
+        .map_err(|e| ExchangeError::Encode(e.to_string()))?;
+    let response = connection
+        .request(
+            R::KEY,
+            version,
+            R::header_version(version),
+            R::Response::header_version(version),
+            &body,
+        )
+        .await
+        .map_err(ExchangeError::Request)?;
+    let mut bytes = Bytes::from(response);
+    R::Response::decode(&mut bytes, version).map_err(|e| ExchangeError::Decode(e.to_string()))
+}
+
 async fn send<R: Request>(
     connection: &RawConnection,
     request: &R,
@@ -124,26 +157,16 @@ async fn send<R: Request>(
     op: &str,
     timeout: Duration,
 ) -> Result<R::Response, KafkaError> {
-    let mut body = BytesMut::new();
-    request
-        .encode(&mut body, version)
-        .map_err(|e| client_error(op, RsKafkaError::InvalidResponse(format!("encode: {e}"))))?;
-    let response = super::deadline(op, timeout, async {
-        connection
-            .request(
-                R::KEY,
-                version,
-                R::header_version(version),
-                R::Response::header_version(version),
-                &body,
-            )
+    super::deadline(op, timeout, async {
+        exchange(connection, request, version)
             .await
-            .map_err(RsKafkaError::Request)
+            .map_err(|e| match e {
+                ExchangeError::Encode(e) => RsKafkaError::InvalidResponse(format!("encode: {e}")),
+                ExchangeError::Request(e) => RsKafkaError::Request(e),
+                ExchangeError::Decode(e) => RsKafkaError::InvalidResponse(format!("decode: {e}")),
+            })
     })
-    .await?;
-    let mut bytes = Bytes::from(response);
-    R::Response::decode(&mut bytes, version)
-        .map_err(|e| client_error(op, RsKafkaError::InvalidResponse(format!("decode: {e}"))))
+    .await
 }
 
 /// Metadata of the cluster and of `topics` (none asked: brokers and controller only).
