@@ -693,9 +693,17 @@ impl CassandraSink {
                 // Not under request_timeout: a schema change on a cold node can take longer.
                 // On a cluster a change reaches the other nodes a moment later: the next
                 // statement (round robin: another node) may not find the keyspace yet, so it
-                // is retried, and every change waits for the nodes to agree.
-                until_schema_is_there("create schema", || session.query(cql.clone())).await?;
-                if !await_schema_agreement(&session, SCHEMA_AGREEMENT_LIMIT).await {
+                // is retried, and every change waits for the nodes to agree. A statement that
+                // changed nothing (the usual case: a restart) answers Void and waits for nothing.
+                let answer =
+                    until_schema_is_there("create schema", || session.query(cql.clone())).await?;
+                let changed = !matches!(
+                    answer.response_body(),
+                    Ok(cdrs_tokio::frame::message_response::ResponseBody::Result(
+                        cdrs_tokio::frame::message_result::ResResultBody::Void
+                    ))
+                );
+                if changed && !await_schema_agreement(&session, SCHEMA_AGREEMENT_LIMIT).await {
                     tracing::warn!(
                         limit = ?SCHEMA_AGREEMENT_LIMIT,
                         "cassandra: the nodes did not agree on one schema version in time (a node down?); going on"
