@@ -328,11 +328,7 @@ cluster_status() {
     [[ $healthy == yes ]] || rc=1
     rows+=("$n|$running|${pid:--}|$(node_address "$n")|$(node_rss_mb "$n")|$healthy|$(head -n1 <<<"$out" | cut -c1-60)")
   done
-  local row
-  for row in "NODE|RUNNING|PID|ADDRESS|RSS_MB|HEALTHY|ANSWER" "${rows[@]}"; do
-    IFS='|' read -r -a f <<<"$row"
-    printf '%-11s %-8s %-8s %-17s %-7s %-8s %s\n' "${f[@]}"
-  done
+  print_table '%-11s %-8s %-8s %-17s %-7s %-8s %s\n' "NODE|RUNNING|PID|ADDRESS|RSS_MB|HEALTHY|ANSWER" "${rows[@]}"
   if out=$(kafka_cluster_probe "$CLUSTER_SIZE"); then echo "kafka cluster: $out"
   else echo "kafka cluster: INCOMPLETE ${out:-(no answer)}"; rc=1; fi
   if out=$(cassandra_ring_probe "$CLUSTER_SIZE"); then echo "cassandra ring: $out"

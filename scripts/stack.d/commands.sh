@@ -194,11 +194,7 @@ cmd_status() {
       rows+=("  zookeeper|$([[ -n $pid ]] && echo yes || echo no)|${pid:--}|$(state_get kafka ZOOKEEPER_PORT)|-|$([[ -n $pid ]] && port_listening "$(state_get kafka ZOOKEEPER_PORT)" && echo yes || echo no)")
     fi
   done
-  local row
-  for row in "SERVICE|RUNNING|PID|PORT|VERSION|HEALTHY" "${rows[@]}"; do
-    IFS='|' read -r -a f <<<"$row"
-    printf '%-12s %-8s %-8s %-6s %-22s %s\n' "${f[@]}"
-  done
+  print_table '%-12s %-8s %-8s %-6s %-22s %s\n' "SERVICE|RUNNING|PID|PORT|VERSION|HEALTHY" "${rows[@]}"
   return "$rc"
 }
 

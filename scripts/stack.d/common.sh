@@ -232,6 +232,17 @@ stop_svc() {
   if [[ -n $pid ]]; then stop_pid "$1" "$pid"; fi
 }
 
+# print_table FORMAT ROW...: each "a|b|c" ROW printed with printf FORMAT (the header first).
+print_table() {
+  local format=$1 row; shift
+  local -a f
+  for row in "$@"; do
+    IFS='|' read -r -a f <<<"$row"
+    # shellcheck disable=SC2059  # the format is the caller's
+    printf "$format" "${f[@]}"
+  done
+}
+
 print_log_tail() {
   local f n=${2:-$LOG_TAIL_ON_FAILURE}
   f=$(log_file "$1")
