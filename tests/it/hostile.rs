@@ -156,6 +156,10 @@ async fn every_fault_mode_is_retried_or_dead_lettered_with_a_reason() {
         slow_body: Some(Duration::from_millis(300)),
         retry_after: Duration::from_secs(1),
         content: faults.clone(),
+        // Fixed: the transport faults are drawn per request number from this seed, so every
+        // run serves the same mix. With a random one, no 429 among ~30 requests at 10 % came
+        // up about once in 25 runs, and the "rate_limited counted" check failed a CI run.
+        fault_seed: Some(7),
         ..EmulatorConfig::default()
     })
     .await;
